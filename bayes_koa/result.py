@@ -1,0 +1,213 @@
+"""The result of a fit: wraps the ArviZ DataTree and delegates to pure functions.
+
+``MetaAnalysis`` holds four things (the DataTree, the ModelSpec, the rows used, the rows left out)
+and computes nothing itself: summaries come from :mod:`bayes_koa.summaries`, rankings from
+:mod:`bayes_koa.ranking`, claims from :mod:`bayes_koa.claims`, plots from :mod:`bayes_koa.plots`,
+diagnostics from :mod:`bayes_koa.fit`. It never fits anything.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import xarray as xr
+
+from .spec import ModelSpec, spec_from_text
+
+__all__ = ["MetaAnalysis", "load"]
+
+SIMULATED_BANNER = "SIMULATED DATA: results below come from data simulated by bayes_koa.simulate, not from trials."
+
+
+@dataclass
+class MetaAnalysis:
+    dt: xr.DataTree
+    spec: ModelSpec
+    effects: pd.DataFrame
+    excluded: pd.DataFrame
+
+    # -- provenance ---------------------------------------------------------------------------
+    @property
+    def simulated(self) -> bool:
+        return bool(int(self.dt.attrs.get("bayes_koa_simulated", 0)))
+
+    @property
+    def provenance(self) -> dict:
+        a = self.dt.attrs
+        out = {k.removeprefix("bayes_koa_"): a[k] for k in a if k.startswith("bayes_koa_")
+               and k not in ("bayes_koa_model_file", "bayes_koa_effects_csv", "bayes_koa_excluded_csv")}
+        for k in ("priors", "versions", "structure", "sampler_settings"):
+            if k in out:
+                out[k] = json.loads(out[k])
+        return out
+
+    @property
+    def priors(self) -> pd.DataFrame:
+        """The resolved priors and where each came from (argument, model file, package default)."""
+        return self.spec.priors_table()
+
+    @property
+    def posterior(self) -> xr.DataTree:
+        return self.dt["posterior"]
+
+    # -- delegation ---------------------------------------------------------------------------
+    def summary(self, ci: float = 0.95, include_trials: bool = True) -> pd.DataFrame:
+        from .summaries import summary_table
+
+        return summary_table(self.dt, ci=ci, include_trials=include_trials)
+
+    def diagnostics(self) -> pd.DataFrame:
+        from .fit import diagnose
+
+        return diagnose(self.dt)
+
+    def draws(self, var: str) -> xr.DataArray:
+        from .summaries import draws
+
+        return draws(self.dt, var)
+
+    def _level_draws(self, level: str) -> tuple[xr.DataArray, str]:
+        """Draws to rank: source means, or the observed source x origin cells stacked as ``cell``."""
+        post = self.dt["posterior"]
+        if level == "source":
+            if "source_mean" not in post.data_vars:
+                raise ValueError(f"model {self.spec.name} has no source level; fit source_hierarchical")
+            return post["source_mean"], "source"
+        if level in ("origin", "cell", "source_origin"):
+            if "cell_mean" not in post.data_vars:
+                raise ValueError(f"model {self.spec.name} has no source x origin cells; fit source_origin")
+            from .summaries import _trial_counts
+
+            counts = _trial_counts(self.dt)["cell_mean"]
+            cell = post["cell_mean"].stack(cell=("source", "origin"))
+            observed = [c for c in cell["cell"].values if counts.get(tuple(c), 0) > 0]
+            cell = cell.sel(cell=observed)
+            labels = [f"{s} {o}" for s, o in cell["cell"].values]
+            cell = cell.drop_vars(["cell", "source", "origin"]).assign_coords(cell=labels)
+            return cell, "cell"
+        raise ValueError(f"level must be 'source' or 'cell', got {level!r}")
+
+    def rank(self, level: str = "source", lower_is_better: bool = True) -> pd.DataFrame:
+        """Mean rank, P(best), SUCRA with its interval, and P(rank = k) per source (or cell).
+
+        Ranks 1 = best; with the package's orientation a more negative effect is better.
+        Only cells with at least one trial are ranked (prior-only cells are left out).
+        """
+        from .ranking import rank_summary
+
+        d, dim = self._level_draws(level)
+        return rank_summary(d, dim=dim, lower_is_better=lower_is_better)
+
+    def rank_probabilities(self, level: str = "source", lower_is_better: bool = True) -> xr.DataArray:
+        from .ranking import rank_probabilities
+
+        d, dim = self._level_draws(level)
+        return rank_probabilities(d, dim=dim, lower_is_better=lower_is_better)
+
+    def pairwise(self, level: str = "source", lower_is_better: bool = True):
+        """P(row better than column)."""
+        from .ranking import pairwise_better
+
+        d, dim = self._level_draws(level)
+        return pairwise_better(d, dim=dim, lower_is_better=lower_is_better)
+
+    def claims(self, **kwargs) -> pd.DataFrame:
+        from .claims import claims_from_result
+
+        return claims_from_result(self, **kwargs)
+
+    def plot_forest(self, **kwargs):
+        from .plots import forest
+
+        return forest(self, **kwargs)
+
+    def plot_rankogram(self, level: str = "source", **kwargs):
+        from .plots import rankogram
+
+        return rankogram(self, level=level, **kwargs)
+
+    def plot_densities(self, **kwargs):
+        from .plots import source_densities
+
+        return source_densities(self, **kwargs)
+
+    # -- persistence --------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write the whole result (draws, data used, left-out rows, provenance) to one netCDF file."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        dt = self.dt.copy()
+        dt.attrs["bayes_koa_effects_csv"] = self.effects.to_csv(index=False)
+        dt.attrs["bayes_koa_excluded_csv"] = self.excluded.to_csv(index=False)
+        dt.to_netcdf(path, engine="h5netcdf")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "MetaAnalysis":
+        return load(path)
+
+    # -- display ------------------------------------------------------------------------------
+    def _header(self) -> list[str]:
+        p = self.provenance
+        lines = [SIMULATED_BANNER] if self.simulated else []
+        what = ", ".join(x for x in (p.get("outcome") and f"outcome {p['outcome']}",
+                                     p.get("time") and f"month {p['time']}") if x)
+        lines.append(f"bayes_koa MetaAnalysis: model {self.spec.name} v{self.spec.version}, "
+                     f"{len(self.effects)} comparisons used, {len(self.excluded)} left out"
+                     + (f" ({what})" if what else "") + f", measure {self.spec.measure}")
+        lines.append(f"data sha256 {p['data_sha256'][:12]} ({p['data_source']}); seed {p['seed']}; "
+                     f"sampler {p['sampler']}")
+        return lines
+
+    def __repr__(self) -> str:
+        diag = self.diagnostics()
+        lines = self._header()
+        lines.append("priors: " + "; ".join(f"{r.parameter} ~ {r.prior} [{r['from']}]"
+                                             for _, r in self.priors.iterrows()))
+        s = self.summary(include_trials=False)
+        cols = [c for c in s.columns if c.startswith("q") or c in ("mean", "median", "P(effect<0)")]
+        lines.append(s[cols].round(3).to_string())
+        probs = diag.attrs["problems"]
+        lines.append("diagnostics: " + ("OK (no divergences, R-hat <= 1.01, ESS sufficient)" if not probs
+                                        else "PROBLEMS\n  - " + "\n  - ".join(probs)))
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        diag = self.diagnostics()
+        parts = [f"<p><b>{html.escape(l)}</b></p>" for l in self._header()]
+        parts.append("<details><summary>priors</summary>" + self.priors.to_html(index=False) + "</details>")
+        parts.append(self.summary(include_trials=False).round(3).to_html())
+        probs = diag.attrs["problems"]
+        parts.append("<p>diagnostics: " + ("OK" if not probs else "<b>PROBLEMS</b><ul>" + "".join(
+            f"<li>{html.escape(p)}</li>" for p in probs) + "</ul>") + "</p>")
+        if len(self.excluded):
+            parts.append(f"<details><summary>{len(self.excluded)} rows left out</summary>"
+                         + self.excluded[[c for c in ("trial_id", "comparison", "outcome", "time_months",
+                                                      "excluded_reason") if c in self.excluded]].to_html(index=False)
+                         + "</details>")
+        return "\n".join(parts)
+
+
+def load(path: str | Path) -> MetaAnalysis:
+    """Read a result written by :meth:`MetaAnalysis.save`."""
+    dt = xr.open_datatree(path, engine="h5netcdf").load()
+    a = dict(dt.attrs)
+    effects = pd.read_csv(io.StringIO(a.pop("bayes_koa_effects_csv")), keep_default_na=True)
+    excluded_csv = a.pop("bayes_koa_excluded_csv")
+    excluded = pd.read_csv(io.StringIO(excluded_csv)) if excluded_csv.strip() else pd.DataFrame()
+    dt.attrs = a
+    structure = json.loads(a["bayes_koa_structure"])
+    saved = json.loads(a["bayes_koa_priors"])
+    spec = spec_from_text(a["bayes_koa_model_file"], path=a.get("bayes_koa_model_path", "<saved>"),
+                          measure=a["bayes_koa_measure"], priors={p: v["prior"] for p, v in saved.items()},
+                          **{k: v for k, v in structure.items() if k != "kind"})
+    # keep where each prior came from when it was fitted
+    spec = ModelSpec(**{**spec.__dict__, "priors": tuple(
+        (p, pr.with_origin(saved[p]["from"])) for p, pr in spec.priors)})
+    return MetaAnalysis(dt=dt, spec=spec, effects=effects, excluded=excluded)

@@ -1,0 +1,110 @@
+"""Summary tables from a fitted DataTree: pure functions, no sampling, no printing.
+
+Intervals are 95% equal-tailed by default (meta-analysis reports use 95%; ArviZ's default is 89%).
+``P(benefit)`` is the posterior probability that the effect is below 0: effects are oriented so
+that negative = benefit of MSC for every outcome (ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+__all__ = ["summary_table", "draws", "LABELS"]
+
+LABELS = {
+    "mu": "overall mean effect",
+    "tau": "between-trial SD",
+    "sigma_source": "between-source SD",
+    "sigma_origin": "between-origin SD (within source)",
+    "source_mean": "source mean",
+    "cell_mean": "source x origin mean",
+    "theta_new": "new trial (prediction)",
+    "theta_new_source": "new trial of this source (prediction)",
+    "theta": "trial effect (shrunken)",
+}
+_ORDER = ["mu", "sigma_source", "sigma_origin", "tau", "source_mean", "cell_mean", "theta_new",
+          "theta_new_source"]
+
+
+def draws(dt: xr.DataTree, var: str) -> xr.DataArray:
+    """Posterior draws of ``var`` with dims (chain, draw, ...)."""
+    return dt["posterior"][var]
+
+
+def _rows(da: xr.DataArray, var: str, ci: float, mcse: xr.DataArray, ess: xr.DataArray,
+          rhat: xr.DataArray, counts: dict | None) -> list[dict]:
+    lo, hi = (1 - ci) / 2, 1 - (1 - ci) / 2
+    q = da.quantile([lo, 0.5, hi], dim=("chain", "draw"))
+    mean, sd = da.mean(("chain", "draw")), da.std(("chain", "draw"))
+    pben = (da < 0).mean(("chain", "draw"))
+    dims = [d for d in da.dims if d not in ("chain", "draw")]
+    out = []
+    for idx in np.ndindex(*(da.sizes[d] for d in dims)):
+        sel = {d: i for d, i in zip(dims, idx)}
+        labels = {d: str(da[d].values[i]) for d, i in sel.items()}
+        name = var + ("[" + ", ".join(labels.values()) + "]" if labels else "")
+        row = {
+            "parameter": name, "what": LABELS.get(var, var),
+            "mean": float(mean[sel]), "sd": float(sd[sel]),
+            f"q{lo * 100:g}": float(q.isel(quantile=0)[sel]), "median": float(q.isel(quantile=1)[sel]),
+            f"q{hi * 100:g}": float(q.isel(quantile=2)[sel]),
+            "P(effect<0)": float(pben[sel]) if var not in ("tau", "sigma_source", "sigma_origin") else np.nan,
+            "mcse_mean": float(mcse[sel]) if mcse is not None else np.nan,
+            "ess_bulk": float(ess[sel]) if ess is not None else np.nan,
+            "r_hat": float(rhat[sel]) if rhat is not None else np.nan,
+        }
+        if counts is not None:
+            row["n_trials"] = counts.get(tuple(labels.values()), 0)
+        out.append(row)
+    return out
+
+
+def _trial_counts(dt: xr.DataTree) -> dict[str, dict]:
+    """Trials behind each source and each source x origin cell (0 = prior-only)."""
+    cd = dt["constant_data"] if "constant_data" in dt.children else None
+    out: dict[str, dict] = {}
+    if cd is None or "source_idx" not in cd.data_vars:
+        return out
+    post = dt["posterior"]
+    src = post["source"].values
+    s_idx = cd["source_idx"].values.astype(int)
+    out["source_mean"] = {(s,): int((s_idx == i).sum()) for i, s in enumerate(src)}
+    out["theta_new_source"] = out["source_mean"]
+    if "tau" in post.data_vars and "source" in post["tau"].dims:
+        out["tau"] = out["source_mean"]
+    if "origin_idx" in cd.data_vars and "origin" in post.coords:
+        org = post["origin"].values
+        o_idx = cd["origin_idx"].values.astype(int)
+        out["cell_mean"] = {(s, o): int(((s_idx == i) & (o_idx == j)).sum())
+                            for i, s in enumerate(src) for j, o in enumerate(org)}
+    return out
+
+
+def summary_table(dt: xr.DataTree, ci: float = 0.95, include_trials: bool = True) -> pd.DataFrame:
+    """The posterior summary a meta-analyst reports.
+
+    Rows: overall mean, between-source/-origin/-trial SDs, each source (and source x origin) mean,
+    meta-regression coefficients, the prediction for a new trial, and the shrunken trial effects.
+    Columns: mean, sd, equal-tailed ``ci`` interval, median, P(effect < 0), MCSE of the mean, bulk
+    ESS, R-hat, and the number of trials behind each source/cell (0 = prior only).
+    """
+    import arviz as az
+
+    post = dt["posterior"]
+    names = [v for v in _ORDER if v in post.data_vars]
+    names += sorted(v for v in post.data_vars if v.startswith("beta_"))
+    if include_trials and "theta" in post.data_vars:
+        names.append("theta")
+    # ArviZ 1 returns the posterior node (a DataTree) of per-variable statistics
+    mcse = az.mcse(dt, var_names=names).to_dataset()
+    ess = az.ess(dt, var_names=names, method="bulk").to_dataset()
+    rhat = az.rhat(dt, var_names=names).to_dataset()
+    counts = _trial_counts(dt)
+    rows = []
+    for v in names:
+        rows += _rows(post[v], v, ci, mcse[v], ess[v], rhat[v], counts.get(v))
+    table = pd.DataFrame(rows).set_index("parameter")
+    table.attrs["ci"] = ci
+    return table
