@@ -29,7 +29,7 @@ _EXPORTS = {
     "list_prior_sets": "bayes_koa.priors",
     # model building and fitting
     "build_model": "bayes_koa.build",
-    "fit": "bayes_koa.fit",
+    "fit": "bayes_koa.fitting",
     "MetaAnalysis": "bayes_koa.result",
     "load": "bayes_koa.result",
     # reference and summaries
@@ -37,7 +37,7 @@ _EXPORTS = {
     "rank_probabilities": "bayes_koa.ranking",
     "sucra": "bayes_koa.ranking",
     "rank_summary": "bayes_koa.ranking",
-    "claims": "bayes_koa.claims",
+    
     "simulate": "bayes_koa.simulate",
     "load_simulated": "bayes_koa.simulate",
     "sensitivity": "bayes_koa.sensitivity",

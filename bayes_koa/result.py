@@ -61,7 +61,7 @@ class MetaAnalysis:
         return summary_table(self.dt, ci=ci, include_trials=include_trials)
 
     def diagnostics(self) -> pd.DataFrame:
-        from .fit import diagnose
+        from .fitting import diagnose
 
         return diagnose(self.dt)
 

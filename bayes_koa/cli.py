@@ -1,0 +1,254 @@
+"""Command line: ``bayes-koa analyze``, ``bayes-koa effects``, ``bayes-koa sensitivity``, ``bayes-koa models``.
+
+The only module that prints. Every command states the data it used; outputs made from simulated
+data say SIMULATED in their first line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+SIM_LINE = "SIMULATED DATA (bayes_koa.simulate, documented seed): not trial results."
+
+
+def _load_data(spec: str):
+    """``simulated`` (default), ``bundled`` (the real extracted numbers) or ``TRIALS.csv,OUTCOMES.csv``."""
+    from . import data as bkdata
+
+    if spec == "simulated":
+        from .simulate import load_simulated
+
+        return load_simulated()
+    if spec == "bundled":
+        return bkdata.load_koa_msc()
+    parts = spec.split(",")
+    if len(parts) != 2:
+        raise SystemExit("--data must be 'simulated', 'bundled' or 'TRIALS.csv,OUTCOMES.csv'")
+    return bkdata.read_trials(parts[0], parts[1])
+
+
+def _is_simulated(data) -> bool:
+    return bool(getattr(data, "simulated", False))
+
+
+def _priors(items: list[str] | None) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise SystemExit(f"--prior takes NAME=SPEC, e.g. tau='HalfNormal(sigma=0.5)'; got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def _write_csv(df: pd.DataFrame, path: Path, simulated: bool, index: bool = True) -> None:
+    with path.open("w") as fh:
+        if simulated:
+            fh.write(f"# {SIM_LINE}\n")
+        df.to_csv(fh, index=index)
+
+
+class _Tee:
+    """Print and keep the text for report.txt."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+
+    def __call__(self, text: str = "") -> None:
+        print(text, flush=True)
+        self.lines.append(text)
+
+
+def _effects_for(data, measure: str, outcome: str | None):
+    from .effects import effect_sizes
+
+    eff = effect_sizes(data, measure=measure, outcomes=[outcome] if outcome else None)
+    eff.attrs["simulated"] = _is_simulated(data)
+    eff.attrs["source"] = str(getattr(data, "source", ""))
+    return eff
+
+
+def _show_effects(out: _Tee, eff: pd.DataFrame, time_months: float | None) -> None:
+    cols = [c for c in ("trial_id", "comparison", "outcome", "time_months", "yi", "sei", "n_msc", "n_control",
+                        "cell_source", "origin", "estimated", "excluded_reason") if c in eff]
+    show = eff if time_months is None else eff[eff["time_months"] == time_months]
+    used = show[show["excluded_reason"].fillna("") == ""]
+    left = show[show["excluded_reason"].fillna("") != ""]
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 60,
+                           "display.max_rows", 500):
+        out(f"Effect sizes used ({len(used)} rows):")
+        out(used[cols].round(3).to_string(index=False) if len(used) else "  (none)")
+        out(f"Left out ({len(left)} rows), with the reason:")
+        out(left[cols].to_string(index=False) if len(left) else "  (none)")
+
+
+def cmd_effects(args) -> int:
+    data = _load_data(args.data)
+    out = _Tee()
+    if _is_simulated(data):
+        out(SIM_LINE)
+    out(f"data: {getattr(data, 'source', args.data)}")
+    eff = _effects_for(data, args.measure, args.outcome)
+    _show_effects(out, eff, args.time)
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        _write_csv(eff, Path(args.out) / "effects.csv", _is_simulated(data), index=False)
+        out(f"wrote {Path(args.out) / 'effects.csv'}")
+    return 0
+
+
+def cmd_models(args) -> int:
+    from .priors import list_prior_sets
+    from .spec import list_models, load_spec
+
+    for name in list_models():
+        print(load_spec(name, measure=args.measure).describe())
+        print()
+    print("prior sets:", ", ".join(list_prior_sets()) or "(none)")
+    return 0
+
+
+def cmd_analyze(args) -> int:
+    import warnings
+
+    from .fitting import SamplingWarning, fit
+
+    t0 = time.time()
+    out = _Tee()
+    data = _load_data(args.data)
+    simulated = _is_simulated(data)
+    if simulated:
+        out(SIM_LINE)
+    out(f"bayes-koa analyze: data {getattr(data, 'source', args.data)}; outcome {args.outcome} at month "
+        f"{args.time:g}; measure {args.measure}; model {args.model}")
+    eff = _effects_for(data, args.measure, args.outcome)
+    _show_effects(out, eff, args.time)
+    priors = _priors(args.prior)
+    out("")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SamplingWarning)
+        out(f"Sampling (seed {args.seed}, {args.chains} chains x {args.draws} draws) ...")
+        res = fit(eff, args.model, priors=priors, outcome=args.outcome, time=args.time, seed=args.seed,
+                  draws=args.draws, tune=args.tune, chains=args.chains, progress=not args.quiet)
+    out("")
+    out(res.spec.describe())
+    out("")
+    diag = res.diagnostics()
+    probs = diag.attrs["problems"]
+    out(f"Diagnostics: {diag.attrs['divergences']} divergences; max R-hat {diag['r_hat'].max():.3f}; "
+        f"min bulk ESS {diag['ess_bulk'].min():.0f}; min tail ESS {diag['ess_tail'].min():.0f}")
+    out("  OK" if not probs else "  PROBLEMS:\n  - " + "\n  - ".join(probs))
+    for w in caught:
+        if not issubclass(w.category, SamplingWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if len(res.excluded):
+        out(f"Left out of this fit: {len(res.excluded)} rows (see excluded.csv)")
+    summ = res.summary()
+    unit = "mm on a 0-100 VAS" if args.measure == "MD" and args.outcome == "VAS" else args.measure
+    out("")
+    out(f"Posterior summary ({unit}; negative = favours MSC; 95% equal-tailed intervals):")
+    cols = ["what", "mean", "q2.5", "median", "q97.5", "P(effect<0)", "n_trials"]
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_rows", 200):
+        s = summ[[c for c in cols if c in summ]]
+        out(s[~s.index.str.startswith("theta[")].round(3).to_string())
+        out("")
+        if "source" in res.spec.levels:
+            ranking = res.rank("source")
+            out("Ranking of cell sources (rank 1 = largest benefit):")
+            out(ranking.round(3).to_string(index=False) if "source" in ranking.columns else ranking.round(3).to_string())
+    out(f"\nElapsed {time.time() - t0:.1f} s")
+    if args.out:
+        folder = Path(args.out)
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_csv(summ, folder / "summary.csv", simulated)
+        _write_csv(diag, folder / "diagnostics.csv", simulated)
+        _write_csv(res.priors, folder / "priors.csv", simulated, index=False)
+        _write_csv(eff, folder / "effects.csv", simulated, index=False)
+        _write_csv(res.excluded, folder / "excluded.csv", simulated, index=False)
+        if "source" in res.spec.levels:
+            _write_csv(res.rank("source"), folder / "ranking.csv", simulated, index=False)
+            _write_csv(res.rank_probabilities("source").to_pandas(), folder / "rank_probabilities.csv", simulated)
+            pw = res.pairwise("source")
+            _write_csv(pw if isinstance(pw, pd.DataFrame) else pw.to_pandas(), folder / "pairwise.csv", simulated)
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            res.plot_forest(save=folder / "forest.png")
+            if "source" in res.spec.levels:
+                res.plot_rankogram(save=folder / "rankogram.png")
+                res.plot_densities(save=folder / "source_densities.png")
+        except ImportError as e:  # plots module not available
+            out(f"plots skipped: {e}")
+        res.save(folder / "result.nc")
+        (folder / "report.txt").write_text("\n".join(out.lines) + "\n")
+        print(f"Report written to {folder}/ (summary, ranking, diagnostics, priors, effects, plots, result.nc)")
+    return 0
+
+
+def cmd_sensitivity(args) -> int:
+    from .sensitivity import run_cli
+
+    return run_cli(args)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bayes-koa", description="Bayesian meta-analysis of MSC injections for knee OA")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp, measure_default="MD"):
+        sp.add_argument("--data", default="simulated",
+                        help="'simulated' (default: the shipped SIMULATED dataset), 'bundled' (the real "
+                             "extracted trial numbers) or 'TRIALS.csv,OUTCOMES.csv'")
+        sp.add_argument("--outcome", default="VAS")
+        sp.add_argument("--time", type=float, default=6.0, help="months after injection")
+        sp.add_argument("--measure", default=measure_default, help="MD or SMD (or logOR for adverse events)")
+        sp.add_argument("--out", default=None, help="report folder")
+
+    a = sub.add_parser("analyze", help="fit a model and rank cell sources")
+    common(a)
+    a.add_argument("--model", default="source_hierarchical")
+    a.add_argument("--prior", action="append", metavar="NAME=SPEC",
+                   help="e.g. --prior tau='HalfNormal(sigma=10)' (repeatable); wins over the model file")
+    a.add_argument("--seed", type=int, default=20261126)
+    a.add_argument("--draws", type=int, default=1000)
+    a.add_argument("--tune", type=int, default=1000)
+    a.add_argument("--chains", type=int, default=4)
+    a.add_argument("--quiet", action="store_true", help="no progress bar")
+    a.set_defaults(func=cmd_analyze)
+
+    e = sub.add_parser("effects", help="print the effect-size table, with every left-out row and its reason")
+    common(e)
+    e.set_defaults(func=cmd_effects, time=None)
+
+    s = sub.add_parser("sensitivity", help="refit under named prior sets and show which conclusions flip")
+    common(s)
+    s.add_argument("--model", default="source_hierarchical")
+    s.add_argument("--prior-sets", default=None, help="comma-separated names (default: all that fit the measure)")
+    s.add_argument("--seed", type=int, default=20261126)
+    s.add_argument("--draws", type=int, default=1000)
+    s.add_argument("--chains", type=int, default=4)
+    s.set_defaults(func=cmd_sensitivity)
+
+    m = sub.add_parser("models", help="list model files, their resolved priors, and the prior sets")
+    m.add_argument("--measure", default="SMD")
+    m.set_defaults(func=cmd_models)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as e:  # data, prior and model errors: say what and stop
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
