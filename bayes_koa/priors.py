@@ -30,6 +30,7 @@ __all__ = [
     "load_prior_set",
     "list_prior_sets",
     "PriorSet",
+    "tau_from_tau2",
 ]
 
 
@@ -251,14 +252,46 @@ class PriorSet:
         return out
 
 
+def tau_from_tau2(prior: Prior, origin: str = "") -> Prior:
+    """The prior on tau implied by a log-normal or log-t prior on tau^2.
+
+    Empirical heterogeneity priors (Turner et al. 2015, Rhodes et al. 2015) are published for the
+    between-trial variance: log(tau^2) = m + s * e. Then log(tau) = m/2 + (s/2) * e, so
+    LogNormal(mu=m, sigma=s) on tau^2 is LogNormal(mu=m/2, sigma=s/2) on tau, and the same for
+    LogStudentT. Other families have no such closed form here and are refused.
+    """
+    if prior.dist not in ("LogNormal", "LogStudentT"):
+        raise PriorError(f"a prior on tau2 must be LogNormal or LogStudentT (got {prior}); "
+                         "give a prior on tau instead")
+    k = prior.kwargs
+    params = tuple((n, k[n] / 2 if n in ("mu", "sigma") else k[n]) for n, _ in prior.params)
+    return Prior(prior.dist, params, origin or prior.origin)
+
+
+def _read_table(table: dict[str, Any], where: str) -> dict[str, Prior]:
+    out = {}
+    for p, s in table.items():
+        if p == "tau2":
+            given = parse_prior(s)
+            out["tau"] = tau_from_tau2(given, origin=f"{where}, from tau^2 ~ {given}")
+        else:
+            out[p] = parse_prior(s, origin=where)
+    return out
+
+
 def read_prior_tables(raw: dict[str, Any], where: str) -> dict[str, dict[str, Prior]]:
-    """Read a ``[priors]`` table: either ``param = "..."`` or ``[priors.<measure>]`` sub-tables."""
+    """Read a ``[priors]`` table: either ``param = "..."`` or ``[priors.<measure>]`` sub-tables.
+
+    ``tau2 = "LogNormal(...)"`` (a prior on the between-trial variance) becomes the equivalent
+    prior on ``tau`` (:func:`tau_from_tau2`), and says so in its origin.
+    """
     tables: dict[str, dict[str, Prior]] = {}
+    flat = {k: v for k, v in raw.items() if not isinstance(v, dict)}
+    if flat:
+        tables["default"] = _read_table(flat, where)
     for key, value in raw.items():
         if isinstance(value, dict):
-            tables[key] = {p: parse_prior(s, origin=where) for p, s in value.items()}
-        else:
-            tables.setdefault("default", {})[key] = parse_prior(value, origin=where)
+            tables[key] = _read_table(value, where)
     return tables
 
 

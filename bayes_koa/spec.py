@@ -160,7 +160,7 @@ class ModelSpec:
         """A copy with some priors replaced (same precedence: these win)."""
         if not priors:
             return self
-        new = _overrides(priors, self.measure, origin)
+        new = _overrides(priors, self.measure, origin, self.parameters)
         _check_known(new, self.parameters, self.name)
         merged = tuple((p, new.get(p, pr)) for p, pr in self.priors)
         return ModelSpec(**{**self.__dict__, "priors": merged})
@@ -179,9 +179,18 @@ def required_parameters(kind: str, levels: tuple[str, ...], moderators: tuple[st
     return params
 
 
-def _overrides(priors: Mapping[str, Any] | PriorSet, measure: str, origin: str) -> dict[str, Prior]:
+def _overrides(priors: Mapping[str, Any] | PriorSet, measure: str, origin: str,
+               params: tuple[str, ...] | list[str] = ()) -> dict[str, Prior]:
+    """Priors given at the call. A prior set applies to any model: parameters the model lacks are skipped."""
+    if isinstance(priors, str):
+        from .priors import load_prior_set
+
+        priors = load_prior_set(priors)
     if isinstance(priors, PriorSet):
-        return {k: v.with_origin(f"prior set {priors.name}") for k, v in priors.for_measure(measure).items()}
+        return {k: v.with_origin(f"prior set {priors.name}" + (f" ({v.origin.split(', ', 1)[1]})"
+                                                               if ", from tau^2" in v.origin else ""))
+                for k, v in priors.for_measure(measure).items()
+                if k in params or (k == "beta" and any(p.startswith("beta_") for p in params))}
     return {k: parse_prior(v, origin=origin) for k, v in priors.items()}
 
 
@@ -257,7 +266,7 @@ def spec_from_text(text: str, path: str | Path = "<text>", priors: Mapping[str, 
     measure = measure or "default"
     params = required_parameters(kind, levels, mods)
     file_tables = read_prior_tables(raw.get("priors", {}), f"model file {path.name}")
-    call = _overrides(priors, measure, "argument") if priors else {}
+    call = _overrides(priors, measure, "argument", params) if priors else {}
     _check_known(call, params, raw.get("name", path.stem))
     resolved: list[tuple[str, Prior]] = []
     for p in params:
