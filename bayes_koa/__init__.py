@@ -38,9 +38,9 @@ _EXPORTS = {
     "sucra": "bayes_koa.ranking",
     "rank_summary": "bayes_koa.ranking",
     
-    "simulate": "bayes_koa.simulate",
-    "load_simulated": "bayes_koa.simulate",
-    "sensitivity": "bayes_koa.sensitivity",
+    "simulate": "bayes_koa.simulation",
+    "load_simulated": "bayes_koa.simulation",
+    "sensitivity": "bayes_koa.prior_sensitivity",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

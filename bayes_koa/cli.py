@@ -21,7 +21,7 @@ def _load_data(spec: str):
     from . import data as bkdata
 
     if spec == "simulated":
-        from .simulate import load_simulated
+        from .simulation import load_simulated
 
         return load_simulated()
     if spec == "bundled":
@@ -192,7 +192,7 @@ def cmd_analyze(args) -> int:
 
 
 def cmd_sensitivity(args) -> int:
-    from .sensitivity import run_cli
+    from .prior_sensitivity import run_cli
 
     return run_cli(args)
 
