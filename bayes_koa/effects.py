@@ -202,7 +202,12 @@ def effect_sizes(data, measure="SMD", outcomes=None, times=None, value_type="aut
         _check_md_scales(table)
     table = table.sort_values(["trial_id", "comparison", "outcome", "time_months"],
                               na_position="last", kind="stable").reset_index(drop=True)
-    return table[list(COLUMNS)]
+    table = table[list(COLUMNS)]
+    # provenance travels with the table into fit(): where the numbers came from
+    table.attrs.update(source=str(getattr(data, "source", "user tables")),
+                       simulated=bool(getattr(data, "simulated", False)),
+                       data_sha256=str(getattr(data, "data_hash", "")), measure=measure)
+    return table
 
 
 # --------------------------------------------------------------------------- input

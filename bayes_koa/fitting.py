@@ -241,6 +241,7 @@ def fit(effects: pd.DataFrame, model: str = "source_hierarchical", priors: Mappi
         "bayes_koa_measure": spec.measure,
         "bayes_koa_priors": json.dumps({p: {"prior": str(pr), "from": pr.origin} for p, pr in spec.priors}),
         "bayes_koa_data_sha256": data_hash(effects),
+        "bayes_koa_raw_data_sha256": str(effects.attrs.get("data_sha256", "")),
         "bayes_koa_data_source": str(effects.attrs.get("source", "user DataFrame")),
         "bayes_koa_simulated": int(simulated),
         "bayes_koa_outcome": "" if outcome is None else str(outcome),
