@@ -184,7 +184,9 @@ def build_model(spec: ModelSpec, design: Design):
     import pymc as pm
 
     pr = spec.prior_dict
+    # "mixed": group means centred (many trials per source inform them), trial effects non-centred
     nc = spec.parameterization == "noncentered"
+    nc_trial = spec.parameterization in ("noncentered", "mixed")
     with pm.Model(coords=design.coords) as model:
         y = pm.Data("y", design.y, dims="trial")
         se = pm.Data("se", design.se, dims="trial")
@@ -225,7 +227,7 @@ def build_model(spec: ModelSpec, design: Design):
                 tau = tau_s[s_idx]
             else:
                 tau = pr["tau"].create("tau")
-            if nc:
+            if nc_trial:
                 z = pm.Normal("z", 0.0, 1.0, dims="trial")
                 theta = pm.Deterministic("theta", loc + tau * z, dims="trial")
             else:

@@ -285,3 +285,38 @@ def claims(draws: Mapping[str, xr.DataArray], spec: ClaimSpec | None = None, *,
         rows.append({"claim": text, "quantity": quantity, "probability": p, "mc_se": se,
                      "interpretation": f"{verbal_probability(p)} (P = {p:.3f})"})
     return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
+
+
+# Equivalence margins used when the caller gives none, per effect measure: 0.2 SMD is Cohen's
+# "small" effect; 5 mm on a 0-100 VAS is a quarter of a typical 20 mm SD, well under the 10-20 mm
+# minimal clinically important differences reported for knee OA pain.
+DEFAULT_MARGINS = {"SMD": 0.2, "MD": 5.0}
+
+
+def claims_from_result(result, margin: float | None = None, time_months: float = 3.0,
+                       extra_draws: Mapping[str, xr.DataArray] | None = None) -> pd.DataFrame:
+    """:func:`claims` on a fitted :class:`~bayes_koa.result.MetaAnalysis`, with where it came from.
+
+    Picks the draws the claims need from the result's posterior (``source_mean``, ``cell_mean``,
+    ``beta_n_injections``, ``overall_by_time``); claims whose draws the model lacks are listed as
+    not estimable, naming what they need. Adds the model, outcome, time, data source and data hash.
+    """
+    post = result.dt["posterior"]
+    draws: dict[str, xr.DataArray] = {}
+    for name, var in (("source_mean", "source_mean"), ("cell_mean", "cell_mean"),
+                      ("beta_injections", "beta_n_injections"), ("overall_by_time", "overall_by_time")):
+        if var in post.data_vars:
+            draws[name] = post[var]
+    draws.update(extra_draws or {})
+    measure = result.spec.measure
+    unit = "mm" if measure == "MD" else measure
+    if margin is None:
+        margin = DEFAULT_MARGINS.get(measure, 0.2)
+    table = claims(draws, ClaimSpec(margin=margin, unit=unit, time_months=time_months))
+    p = result.provenance
+    table["model"] = result.spec.name
+    table["outcome"] = p.get("outcome", "")
+    table["time_months"] = p.get("time", "")
+    table["data"] = ("SIMULATED: " if result.simulated else "") + str(p.get("data_source", ""))
+    table["data_sha256"] = p.get("data_sha256", "")
+    return table

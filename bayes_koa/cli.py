@@ -216,8 +216,8 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--prior", action="append", metavar="NAME=SPEC",
                    help="e.g. --prior tau='HalfNormal(sigma=10)' (repeatable); wins over the model file")
     a.add_argument("--seed", type=int, default=20261126)
-    a.add_argument("--draws", type=int, default=1000)
-    a.add_argument("--tune", type=int, default=1000)
+    a.add_argument("--draws", type=int, default=2000)
+    a.add_argument("--tune", type=int, default=2000)
     a.add_argument("--chains", type=int, default=4)
     a.add_argument("--quiet", action="store_true", help="no progress bar")
     a.set_defaults(func=cmd_analyze)

