@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .build import Design, build_model, data_values, prepare
+from .build import build_model, data_values, prepare
+from .spec import kind_module
 from .spec import ModelSpec, load_spec
 
 __all__ = ["fit", "sample_spec", "diagnose", "SamplingWarning", "data_hash", "clear_cache", "add_predictions"]
@@ -51,7 +52,7 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
-def _compiled(spec: ModelSpec, design: Design, sampler: str) -> _Compiled:
+def _compiled(spec: ModelSpec, design, sampler: str) -> _Compiled:
     key = (spec.structure_key(), design.shape_key(), tuple((k, tuple(v)) for k, v in design.coords.items()),
            sampler)
     hit = _CACHE.get(key)
@@ -84,7 +85,7 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def sample_spec(spec: ModelSpec, design: Design, *, seed: int, draws: int = 2000, tune: int = 2000,
+def sample_spec(spec: ModelSpec, design, *, seed: int, draws: int = 2000, tune: int = 2000,
                 chains: int = 4, sampler: str = "nutpie", target_accept: float = 0.99,
                 progress: bool = False, extra_groups: bool = True, prior_draws: int = 1000) -> xr.DataTree:
     """Sample ``spec`` on ``design`` (compiled once, cached) and return the DataTree.
@@ -123,31 +124,8 @@ def sample_spec(spec: ModelSpec, design: Design, *, seed: int, draws: int = 2000
 
 
 def add_predictions(dt: xr.DataTree, spec: ModelSpec, seed: int) -> None:
-    """Add the effect of a new trial to the posterior (drawn with a seeded generator).
-
-    ``theta_new``: a new trial (from a new source in hierarchical models); ``theta_new_source``:
-    a new trial of each source (hierarchical models).
-    """
-    if spec.kind == "fixed":
-        return
-    post = dt["posterior"].to_dataset()
-    rng = np.random.default_rng([seed, 7])
-    shape = (post.sizes["chain"], post.sizes["draw"])
-
-    def noise(*extra):
-        return rng.standard_normal(shape + extra)
-
-    tau = post["tau"]
-    if spec.kind == "random":
-        new = post["mu"] + tau * noise()
-        post["theta_new"] = new
-    else:
-        tau_overall = tau.mean("source") if "source" in tau.dims else tau
-        new = post["mu"] + post["sigma_source"] * noise() + tau_overall * noise()
-        post["theta_new"] = new
-        ns = post.sizes["source"]
-        post["theta_new_source"] = post["source_mean"] + tau * xr.DataArray(noise(ns), dims=("chain", "draw", "source"))
-    dt["posterior"] = xr.DataTree(post)
+    """Add draws for a new trial to the posterior, as the model's kind defines them."""
+    kind_module(spec.kind).add_predictions(dt, spec, seed)
 
 
 def diagnose(dt: xr.DataTree, var_names: list[str] | None = None) -> pd.DataFrame:

@@ -86,8 +86,33 @@ MODERATORS: dict[str, tuple[str, str, str]] = {
     "n_injections": ("n_injections", "x - 1", "per extra injection, relative to one injection"),
 }
 
-KINDS = {"fixed", "random", "hierarchical"}
+# Structure kinds: kind -> the module that implements it. A kind module provides
+#   check_structure(kind, structure, path) -> dict   (validated structure: levels, between_trial_sd,
+#                                                     parameterization, moderators, options)
+#   parameters(kind, structure) -> list[str]         (parameters that need a prior, in order)
+#   prepare(spec, effects, outcome=None, time=None) -> (design, excluded rows)
+#   build(spec, design) -> pm.Model
+#   add_predictions(dt, spec, seed) -> None          (draws for a new trial, if any)
+# and its designs provide .coords, .shape_key(), .rows and .data() (the pm.Data values).
+KIND_MODULES: dict[str, str] = {
+    "fixed": "bayes_koa.build_univariate",
+    "random": "bayes_koa.build_univariate",
+    "hierarchical": "bayes_koa.build_univariate",
+    "multivariate": "bayes_koa.build_multivariate",
+    "binomial": "bayes_koa.build_binomial",
+}
+KINDS = set(KIND_MODULES)
 LEVELS = ("source", "origin")
+
+
+def kind_module(kind: str):
+    """The module implementing a structure kind (see :data:`KIND_MODULES`)."""
+    import importlib
+
+    try:
+        return importlib.import_module(KIND_MODULES[kind])
+    except KeyError:
+        raise SpecError(f"structure.kind must be one of {sorted(KIND_MODULES)}, got {kind!r}") from None
 
 
 def models_dir() -> Path:
@@ -119,6 +144,7 @@ class ModelSpec:
     moderators: tuple[str, ...]
     measure: str
     priors: tuple[tuple[str, Prior], ...]
+    options: tuple[tuple[str, Any], ...] = ()  # kind-specific structure settings (sorted items)
     path: str = field(default="", compare=False)
     file_text: str = field(default="", compare=False, repr=False)
 
@@ -138,7 +164,11 @@ class ModelSpec:
     def structure_key(self) -> tuple:
         """What the compiled model depends on: structure and prior families, not prior values."""
         return (self.kind, self.levels, self.between_trial_sd, self.parameterization,
-                self.moderators, tuple((p, pr.dist) for p, pr in self.priors))
+                self.moderators, self.options, tuple((p, pr.dist) for p, pr in self.priors))
+
+    @property
+    def option(self) -> dict[str, Any]:
+        return dict(self.options)
 
     def priors_table(self) -> pd.DataFrame:
         return pd.DataFrame(
@@ -151,7 +181,8 @@ class ModelSpec:
                  f"  {self.description.strip()}",
                  f"  structure: {self.kind}; levels: {', '.join(self.levels) or 'none'}; "
                  f"between-trial SD: {self.between_trial_sd}; {self.parameterization}; "
-                 f"moderators: {', '.join(self.moderators) or 'none'}",
+                 f"moderators: {', '.join(self.moderators) or 'none'}"
+                 + "".join(f"; {k} = {v}" for k, v in self.options),
                  f"  priors ({self.measure} scale; call argument > model file > package default):"]
         lines += [f"    {p:<18} ~ {str(pr):<36} [{pr.origin}]" for p, pr in self.priors]
         return "\n".join(lines)
@@ -164,19 +195,6 @@ class ModelSpec:
         _check_known(new, self.parameters, self.name)
         merged = tuple((p, new.get(p, pr)) for p, pr in self.priors)
         return ModelSpec(**{**self.__dict__, "priors": merged})
-
-
-def required_parameters(kind: str, levels: tuple[str, ...], moderators: tuple[str, ...]) -> list[str]:
-    params = ["mu"]
-    if kind in ("random", "hierarchical"):
-        params.append("tau")
-    if kind == "hierarchical":
-        if "source" in levels:
-            params.append("sigma_source")
-        if "origin" in levels:
-            params.append("sigma_origin")
-    params += [f"beta_{m}" for m in moderators]
-    return params
 
 
 def _overrides(priors: Mapping[str, Any] | PriorSet, measure: str, origin: str,
@@ -243,29 +261,15 @@ def spec_from_text(text: str, path: str | Path = "<text>", priors: Mapping[str, 
         raise SpecError(f"{path}: schema_version must be 1 (got {raw.get('schema_version')!r})")
     st = {**raw.get("structure", {}), **structure}
     kind = st.get("kind", "")
-    if kind not in KINDS:
-        raise SpecError(f"{path}: structure.kind must be one of {sorted(KINDS)}, got {kind!r}")
-    levels = tuple(st.get("levels", []))
-    if kind != "hierarchical" and levels:
-        raise SpecError(f"{path}: levels are only for kind = 'hierarchical'")
-    if levels not in ((), ("source",), ("source", "origin")):
-        raise SpecError(f"{path}: levels must be [], ['source'] or ['source', 'origin'], got {list(levels)}")
-    if kind == "hierarchical" and not levels:
-        raise SpecError(f"{path}: a hierarchical model needs levels = ['source'] or ['source', 'origin']")
-    bsd = st.get("between_trial_sd", "shared")
-    if bsd not in ("shared", "per_source") or (bsd == "per_source" and "source" not in levels):
-        raise SpecError(f"{path}: between_trial_sd must be 'shared' or 'per_source' (the latter needs the source level)")
-    param = st.get("parameterization", "noncentered")
-    if param not in ("noncentered", "centered", "mixed"):
-        raise SpecError(f"{path}: parameterization must be 'noncentered', 'centered' or 'mixed' "
-                        "(mixed: source/origin means centred, trial effects non-centred)")
-    mods = tuple(st.get("moderators", []))
-    bad = [m for m in mods if m not in MODERATORS]
-    if bad:
-        raise SpecError(f"{path}: unknown moderator(s) {bad}; known: {sorted(MODERATORS)}")
+    module = kind_module(kind)
+    checked = module.check_structure(kind, st, path)
+    levels, bsd = tuple(checked.get("levels", ())), checked.get("between_trial_sd", "shared")
+    param, mods = checked.get("parameterization", "noncentered"), tuple(checked.get("moderators", ()))
+    options = tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
+                           for k, v in checked.get("options", {}).items()))
 
     measure = measure or "default"
-    params = required_parameters(kind, levels, mods)
+    params = module.parameters(kind, {**checked, "levels": levels, "moderators": mods})
     file_tables = read_prior_tables(raw.get("priors", {}), f"model file {path.name}")
     call = _overrides(priors, measure, "argument", params) if priors else {}
     _check_known(call, params, raw.get("name", path.stem))
@@ -281,12 +285,12 @@ def spec_from_text(text: str, path: str | Path = "<text>", priors: Mapping[str, 
                     f"no prior for {p!r} on the {measure!r} scale: the model file and the package "
                     f"defaults (measures {', '.join(DEFAULT_PRIORS)}) have none; pass priors={{{p!r}: '...'}}")
             pr = parse_prior(default, origin=f"package default ({measure})")
-        if p in ("tau", "sigma_source", "sigma_origin") and pr.support != "positive":
+        if p.startswith(("tau", "sigma")) and pr.support != "positive":
             raise PriorError(f"prior for {p} must be on positive values (e.g. HalfNormal), got {pr}")
         resolved.append((p, pr))
     return ModelSpec(
         name=raw.get("name", path.stem), version=str(raw.get("version", "0")),
         description=raw.get("description", ""), kind=kind, levels=levels, between_trial_sd=bsd,
         parameterization=param, moderators=mods, measure=measure, priors=tuple(resolved),
-        path=str(path), file_text=text,
+        options=options, path=str(path), file_text=text,
     )

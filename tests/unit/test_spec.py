@@ -68,3 +68,17 @@ def test_bad_model_file(tmp_path):
     f.write_text('schema_version = 2\n')
     with pytest.raises(SpecError, match="schema_version must be 1"):
         load_spec(f)
+
+
+def test_unknown_structure_key_is_an_error(tmp_path):
+    f = tmp_path / "typo.toml"
+    f.write_text('schema_version = 1\n[structure]\nkind = "random"\nbetween_trail_sd = "shared"\n')
+    with pytest.raises(SpecError, match=r"unknown structure key\(s\) \['between_trail_sd'\]"):
+        load_spec(f)
+
+
+def test_unknown_kind_lists_the_known_ones(tmp_path):
+    f = tmp_path / "k.toml"
+    f.write_text('schema_version = 1\n[structure]\nkind = "network"\n')
+    with pytest.raises(SpecError, match="structure.kind must be one of"):
+        load_spec(f)

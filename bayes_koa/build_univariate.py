@@ -1,0 +1,291 @@
+"""The univariate kinds: ``fixed``, ``random`` and ``hierarchical`` (normal likelihood, known SEs).
+
+- :func:`prepare` chooses the rows a model can use (one outcome at one time, finite ``yi`` and
+  ``vi``, the moderators and levels it needs) and returns a :class:`Design` plus a table of every
+  row left out with its reason. Nothing is dropped silently.
+- :func:`build` writes the model; :func:`add_predictions` adds draws for a new trial.
+
+Dims: ``trial`` (one entry per comparison row; a multi-arm trial contributes one per MSC arm),
+``source``, ``origin``. Effects keep their sign: negative = benefit of MSC (ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .build import ORIGIN_ORDER, SOURCE_ORDER, ordered
+from .spec import MODERATORS, ModelSpec, SpecError
+
+__all__ = ["Design", "check_structure", "parameters", "prepare", "build", "add_predictions"]
+
+
+@dataclass
+class Design:
+    """Arrays the model is built from, with their labels."""
+
+    trial: list[str]
+    y: np.ndarray
+    se: np.ndarray
+    source: list[str] = field(default_factory=list)
+    origin: list[str] = field(default_factory=list)
+    source_idx: np.ndarray | None = None
+    origin_idx: np.ndarray | None = None
+    X: dict[str, np.ndarray] = field(default_factory=dict)
+    rows: pd.DataFrame | None = None  # the effect-table rows used, in model order
+
+    @property
+    def coords(self) -> dict[str, list[str]]:
+        c = {"trial": self.trial}
+        if self.source:
+            c["source"] = self.source
+        if self.origin:
+            c["origin"] = self.origin
+        return c
+
+    def shape_key(self) -> tuple:
+        return tuple((k, len(v)) for k, v in self.coords.items()) + (tuple(sorted(self.X)),)
+
+    def data(self) -> dict[str, np.ndarray]:
+        """Values of the model's observation containers (``pm.Data``)."""
+        vals: dict[str, np.ndarray] = {"y": self.y, "se": self.se}
+        if self.source_idx is not None:
+            vals["source_idx"] = self.source_idx
+        if self.origin_idx is not None:
+            vals["origin_idx"] = self.origin_idx
+        for m, x in self.X.items():
+            vals[f"X_{m}"] = x
+        return vals
+
+    def cell_counts(self) -> pd.DataFrame:
+        """Trials per source x origin cell (0 = the cell is prior-only)."""
+        ct = pd.crosstab(pd.Categorical(np.asarray(self.source)[self.source_idx], self.source),
+                         pd.Categorical(np.asarray(self.origin)[self.origin_idx], self.origin),
+                         dropna=False)
+        ct.index.name, ct.columns.name = "source", "origin"
+        return ct
+
+
+def _labels(rows: pd.DataFrame) -> list[str]:
+    ids = rows["trial_id"].astype(str)
+    if "comparison" in rows and ids.duplicated(keep=False).any():
+        dup = ids.duplicated(keep=False)
+        ids = ids.where(~dup, ids + " (" + rows["comparison"].astype(str) + ")")
+    if ids.duplicated().any():
+        d = ids[ids.duplicated()].tolist()
+        raise SpecError(f"trial {d[0]!r} has more than one row for this outcome and time; "
+                        "give each comparison its own 'comparison' label")
+    return ids.tolist()
+
+
+def _pick(df: pd.DataFrame, col: str, wanted, what: str) -> pd.DataFrame:
+    """Keep the rows of one outcome (or time); with ``wanted`` None the usable rows must agree."""
+    if col not in df:
+        return df
+    if wanted is None:
+        vals = df.loc[df["excluded_reason"] == "", col].dropna().unique()
+        if len(vals) > 1:
+            raise SpecError(f"the effect table holds {len(vals)} {what}s ({', '.join(map(str, sorted(vals)))}); "
+                            f"this model pools one: pass {col.replace('_months', '')}=...")
+        if len(vals) == 0:
+            return df
+        wanted = vals[0]
+    elif wanted not in set(df[col]):
+        raise SpecError(f"{what} {wanted!r} is not in the effect table; it has {sorted(set(df[col].dropna()))}")
+    return df[df[col] == wanted]
+
+
+def prepare(spec: ModelSpec, effects: pd.DataFrame, outcome: str | None = None,
+                       time: float | None = None) -> tuple[Design, pd.DataFrame]:
+    """Rows of one outcome at one time that a fixed/random/hierarchical model can use."""
+    df = effects.copy()
+    if "yi" not in df:
+        raise SpecError("the effect table needs a 'yi' column (and 'vi' or 'sei')")
+    if "trial_id" not in df:
+        raise SpecError("the effect table needs a 'trial_id' column")
+    if "vi" not in df:
+        if "sei" not in df:
+            raise SpecError("the effect table needs 'vi' (sampling variance) or 'sei' (standard error)")
+        df["vi"] = df["sei"].astype(float) ** 2
+    if "excluded_reason" not in df:
+        df["excluded_reason"] = ""
+    df["excluded_reason"] = df["excluded_reason"].fillna("").astype(str)
+    df = _pick(df, "outcome", outcome, "outcome")
+    df = _pick(df, "time_months", time, "time point")
+    # rows of this outcome and time that the effect-size step already ruled out
+    out = [df[df["excluded_reason"] != ""]]
+    df = df[df["excluded_reason"] == ""].copy()
+
+    def drop(mask: pd.Series, reason: str):
+        nonlocal df
+        if mask.any():
+            gone = df[mask].copy()
+            gone["excluded_reason"] = reason
+            out.append(gone)
+            df = df[~mask]
+
+    y = pd.to_numeric(df["yi"], errors="coerce")
+    v = pd.to_numeric(df["vi"], errors="coerce")
+    drop(~np.isfinite(y) | ~np.isfinite(v), "yi or vi not finite")
+    drop(pd.to_numeric(df["vi"], errors="coerce") <= 0, "vi must be > 0")
+    if "source" in spec.levels:
+        if "cell_source" not in df:
+            raise SpecError(f"model {spec.name} needs a 'cell_source' column")
+        drop(df["cell_source"].isna() | (df["cell_source"].astype(str) == ""),
+             f"cell source not reported (needed by {spec.name})")
+    if "origin" in spec.levels:
+        if "origin" not in df:
+            raise SpecError(f"model {spec.name} needs an 'origin' column")
+        drop(df["origin"].isna() | (df["origin"].astype(str) == ""),
+             f"origin (autologous/allogeneic) not reported (needed by {spec.name})")
+    for m in spec.moderators:
+        col = MODERATORS[m][0]
+        if col not in df:
+            raise SpecError(f"model {spec.name} needs a {col!r} column for moderator {m}")
+        drop(pd.to_numeric(df[col], errors="coerce").isna(), f"{col} not reported (needed by moderator {m})")
+    if df.empty:
+        raise SpecError(f"no usable rows for model {spec.name}: "
+                        + "; ".join(sorted(set(pd.concat(out)["excluded_reason"]))) if out else "empty table")
+    rows = df.reset_index(drop=True)
+    design = Design(trial=_labels(rows), y=rows["yi"].to_numpy(float),
+                    se=np.sqrt(rows["vi"].to_numpy(float)), rows=rows)
+    if "source" in spec.levels:
+        design.source = ordered(rows["cell_source"].astype(str), SOURCE_ORDER)
+        design.source_idx = np.array([design.source.index(s) for s in rows["cell_source"].astype(str)])
+    if "origin" in spec.levels:
+        design.origin = ordered(rows["origin"].astype(str), ORIGIN_ORDER)
+        design.origin_idx = np.array([design.origin.index(s) for s in rows["origin"].astype(str)])
+    for m in spec.moderators:
+        x = pd.to_numeric(rows[MODERATORS[m][0]], errors="coerce").to_numpy(float)
+        design.X[m] = np.log10(x / 4e7) if m == "log_dose" else x - 1.0
+    excluded = pd.concat(out, ignore_index=True) if out else effects.iloc[0:0]
+    return design, excluded
+
+
+def check_structure(kind: str, st: dict, path) -> dict:
+    """Validate the ``[structure]`` table of a fixed / random / hierarchical model."""
+    levels = tuple(st.get("levels", []))
+    if kind != "hierarchical" and levels:
+        raise SpecError(f"{path}: levels are only for kind = 'hierarchical'")
+    if levels not in ((), ("source",), ("source", "origin")):
+        raise SpecError(f"{path}: levels must be [], ['source'] or ['source', 'origin'], got {list(levels)}")
+    if kind == "hierarchical" and not levels:
+        raise SpecError(f"{path}: a hierarchical model needs levels = ['source'] or ['source', 'origin']")
+    bsd = st.get("between_trial_sd", "shared")
+    if bsd not in ("shared", "per_source") or (bsd == "per_source" and "source" not in levels):
+        raise SpecError(f"{path}: between_trial_sd must be 'shared' or 'per_source' (the latter needs the source level)")
+    param = st.get("parameterization", "noncentered")
+    if param not in ("noncentered", "centered", "mixed"):
+        raise SpecError(f"{path}: parameterization must be 'noncentered', 'centered' or 'mixed' "
+                        "(mixed: source/origin means centred, trial effects non-centred)")
+    mods = tuple(st.get("moderators", []))
+    bad = [m for m in mods if m not in MODERATORS]
+    if bad:
+        raise SpecError(f"{path}: unknown moderator(s) {bad}; known: {sorted(MODERATORS)}")
+    unknown = set(st) - {"kind", "levels", "between_trial_sd", "parameterization", "moderators"}
+    if unknown:
+        raise SpecError(f"{path}: unknown structure key(s) {sorted(unknown)} for kind {kind!r}")
+    return {"levels": levels, "between_trial_sd": bsd, "parameterization": param, "moderators": mods}
+
+
+def parameters(kind: str, structure: dict) -> list[str]:
+    """Parameters of a fixed / random / hierarchical model, in the order priors are shown."""
+    levels, moderators = structure.get("levels", ()), structure.get("moderators", ())
+    params = ["mu"]
+    if kind in ("random", "hierarchical"):
+        params.append("tau")
+    if kind == "hierarchical":
+        if "source" in levels:
+            params.append("sigma_source")
+        if "origin" in levels:
+            params.append("sigma_origin")
+    params += [f"beta_{m}" for m in moderators]
+    return params
+
+
+def build(spec: ModelSpec, design: Design):
+    """The fixed / random / hierarchical model (normal likelihood with known standard errors)."""
+    import pymc as pm
+
+    pr = spec.prior_dict
+    # "mixed": group means centred (many trials per source inform them), trial effects non-centred
+    nc = spec.parameterization == "noncentered"
+    nc_trial = spec.parameterization in ("noncentered", "mixed")
+    with pm.Model(coords=design.coords) as model:
+        y = pm.Data("y", design.y, dims="trial")
+        se = pm.Data("se", design.se, dims="trial")
+        mu = pr["mu"].create("mu")
+        if spec.kind == "fixed":
+            loc = mu
+        elif spec.kind == "random":
+            loc = mu
+        else:
+            s_idx = pm.Data("source_idx", design.source_idx, dims="trial")
+            sigma_source = pr["sigma_source"].create("sigma_source")
+            if nc:
+                z_s = pm.Normal("z_source", 0.0, 1.0, dims="source")
+                source_mean = pm.Deterministic("source_mean", mu + sigma_source * z_s, dims="source")
+            else:
+                source_mean = pm.Normal("source_mean", mu, sigma_source, dims="source")
+            if "origin" in spec.levels:
+                o_idx = pm.Data("origin_idx", design.origin_idx, dims="trial")
+                sigma_origin = pr["sigma_origin"].create("sigma_origin")
+                if nc:
+                    z_c = pm.Normal("z_cell", 0.0, 1.0, dims=("source", "origin"))
+                    cell_mean = pm.Deterministic("cell_mean", source_mean[:, None] + sigma_origin * z_c,
+                                                 dims=("source", "origin"))
+                else:
+                    cell_mean = pm.Normal("cell_mean", source_mean[:, None], sigma_origin,
+                                          dims=("source", "origin"))
+                loc = cell_mean[s_idx, o_idx]
+            else:
+                loc = source_mean[s_idx]
+        for m in spec.moderators:
+            x = pm.Data(f"X_{m}", design.X[m], dims="trial")
+            loc = loc + pr[f"beta_{m}"].create(f"beta_{m}") * x
+        if spec.kind == "fixed":
+            theta = pm.Deterministic("theta", loc + 0.0 * y, dims="trial")
+        else:
+            if spec.between_trial_sd == "per_source":
+                tau_s = pr["tau"].create("tau", dims="source")
+                tau = tau_s[s_idx]
+            else:
+                tau = pr["tau"].create("tau")
+            if nc_trial:
+                z = pm.Normal("z", 0.0, 1.0, dims="trial")
+                theta = pm.Deterministic("theta", loc + tau * z, dims="trial")
+            else:
+                theta = pm.Normal("theta", loc, tau, dims="trial")
+        pm.Normal("y_obs", mu=theta, sigma=se, observed=y, dims="trial")
+    return model
+
+
+def add_predictions(dt: xr.DataTree, spec: ModelSpec, seed: int) -> None:
+    """Add the effect of a new trial to the posterior (drawn with a seeded generator).
+
+    ``theta_new``: a new trial (from a new source in hierarchical models); ``theta_new_source``:
+    a new trial of each source (hierarchical models).
+    """
+    if spec.kind == "fixed":
+        return
+    post = dt["posterior"].to_dataset()
+    rng = np.random.default_rng([seed, 7])
+    shape = (post.sizes["chain"], post.sizes["draw"])
+
+    def noise(*extra):
+        return rng.standard_normal(shape + extra)
+
+    tau = post["tau"]
+    if spec.kind == "random":
+        new = post["mu"] + tau * noise()
+        post["theta_new"] = new
+    else:
+        tau_overall = tau.mean("source") if "source" in tau.dims else tau
+        new = post["mu"] + post["sigma_source"] * noise() + tau_overall * noise()
+        post["theta_new"] = new
+        ns = post.sizes["source"]
+        post["theta_new_source"] = post["source_mean"] + tau * xr.DataArray(noise(ns), dims=("chain", "draw", "source"))
+    dt["posterior"] = xr.DataTree(post)
