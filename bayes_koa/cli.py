@@ -87,6 +87,19 @@ def _show_effects(out: _Tee, eff: pd.DataFrame, time_months: float | None) -> No
         out(left[cols].to_string(index=False) if len(left) else "  (none)")
 
 
+def _compact_ranking(rank: pd.DataFrame) -> pd.DataFrame:
+    """The columns a reader needs: entity, mean rank, P(best), SUCRA [interval], P(rank = k)."""
+    entity = rank.columns[0]
+    out = pd.DataFrame({entity: rank[entity], "mean rank": rank["mean_rank"].round(2),
+                        "P(best)": rank["p_best"].round(3),
+                        "SUCRA [95% CrI]": [f"{s:.2f} [{lo:.2f}, {hi:.2f}]" for s, lo, hi in
+                                            zip(rank["sucra"], rank["sucra_lower"], rank["sucra_upper"])]})
+    for c in rank.columns:
+        if c.startswith("P(rank=") and not c.endswith("_mcse"):
+            out[c] = rank[c].round(3)
+    return out
+
+
 def cmd_effects(args) -> int:
     data = _load_data(args.data)
     out = _Tee()
@@ -158,9 +171,12 @@ def cmd_analyze(args) -> int:
         out(s[~s.index.str.startswith("theta[")].round(3).to_string())
         out("")
         if "source" in res.spec.levels:
-            ranking = res.rank("source")
-            out("Ranking of cell sources (rank 1 = largest benefit):")
-            out(ranking.round(3).to_string(index=False) if "source" in ranking.columns else ranking.round(3).to_string())
+            out("Ranking of cell sources (rank 1 = largest benefit; SUCRA with its 95% interval):")
+            out(_compact_ranking(res.rank("source")).to_string(index=False))
+            out("")
+        claims = res.claims()
+        out("The 2023 paper's conclusions as posterior probabilities (this model and data):")
+        out(claims[["claim", "probability", "mc_se", "interpretation"]].round(3).to_string(index=False))
     out(f"\nElapsed {time.time() - t0:.1f} s")
     if args.out:
         folder = Path(args.out)
@@ -170,6 +186,7 @@ def cmd_analyze(args) -> int:
         _write_csv(res.priors, folder / "priors.csv", simulated, index=False)
         _write_csv(eff, folder / "effects.csv", simulated, index=False)
         _write_csv(res.excluded, folder / "excluded.csv", simulated, index=False)
+        _write_csv(claims, folder / "claims.csv", simulated, index=False)
         if "source" in res.spec.levels:
             _write_csv(res.rank("source"), folder / "ranking.csv", simulated, index=False)
             _write_csv(res.rank_probabilities("source").to_pandas(), folder / "rank_probabilities.csv", simulated)
