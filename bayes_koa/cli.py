@@ -170,9 +170,19 @@ def cmd_analyze(args) -> int:
         s = summ[[c for c in cols if c in summ]]
         out(s[~s.index.str.startswith("theta[")].round(3).to_string())
         out("")
-        if "source" in res.spec.levels:
+        n_sources = len(res.dt["posterior"]["source"]) if "source" in res.dt["posterior"].coords else 0
+        if "source" in res.spec.levels and n_sources >= 2:
             out("Ranking of cell sources (rank 1 = largest benefit; SUCRA with its 95% interval):")
             out(_compact_ranking(res.rank("source")).to_string(index=False))
+            out("")
+        elif "source" in res.spec.levels:
+            out(f"Ranking of cell sources: not possible, the data have {n_sources} source(s) with trials.")
+            out("")
+        weak = res.contraction()
+        weak = weak[weak["weak"]]
+        if len(weak):
+            out("What these data cannot tell (posterior barely narrower than the prior, contraction < 0.2):")
+            out(weak.round(3).to_string())
             out("")
         claims = res.claims()
         out("The 2023 paper's conclusions as posterior probabilities (this model and data):")
@@ -187,7 +197,8 @@ def cmd_analyze(args) -> int:
         _write_csv(eff, folder / "effects.csv", simulated, index=False)
         _write_csv(res.excluded, folder / "excluded.csv", simulated, index=False)
         _write_csv(claims, folder / "claims.csv", simulated, index=False)
-        if "source" in res.spec.levels:
+        _write_csv(res.contraction(), folder / "contraction.csv", simulated)
+        if "source" in res.spec.levels and n_sources >= 2:
             _write_csv(res.rank("source"), folder / "ranking.csv", simulated, index=False)
             _write_csv(res.rank_probabilities("source").to_pandas(), folder / "rank_probabilities.csv", simulated)
             pw = res.pairwise("source")
@@ -197,7 +208,7 @@ def cmd_analyze(args) -> int:
 
             matplotlib.use("Agg")
             res.plot_forest(save=folder / "forest.png")
-            if "source" in res.spec.levels:
+            if "source" in res.spec.levels and n_sources >= 2:
                 res.plot_rankogram(save=folder / "rankogram.png")
                 res.plot_densities(save=folder / "source_densities.png")
         except ImportError as e:  # plots module not available

@@ -60,6 +60,12 @@ class MetaAnalysis:
 
         return summary_table(self.dt, ci=ci, include_trials=include_trials)
 
+    def contraction(self) -> pd.DataFrame:
+        """How much the data narrowed each prior (1 - var post / var prior); ``weak`` = the prior decides."""
+        from .summaries import prior_contraction
+
+        return prior_contraction(self.dt)
+
     def diagnostics(self) -> pd.DataFrame:
         from .fitting import diagnose
 

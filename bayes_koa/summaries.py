@@ -108,3 +108,36 @@ def summary_table(dt: xr.DataTree, ci: float = 0.95, include_trials: bool = True
     table = pd.DataFrame(rows).set_index("parameter")
     table.attrs["ci"] = ci
     return table
+
+
+# Contraction below this means the data narrowed the prior by less than a fifth of its variance: the
+# prior, not the data, decides that parameter (Schad, Betancourt & Vasishth 2021, Psychol Methods 26:103).
+WEAK_CONTRACTION = 0.2
+
+
+def prior_contraction(dt: xr.DataTree, var_names: list[str] | None = None) -> pd.DataFrame:
+    """Posterior contraction 1 - var(posterior) / var(prior) per scalar parameter (and source).
+
+    Near 1: the data dominate. Near 0 (or negative): the posterior is the prior; the data cannot
+    tell this parameter. ``weak`` flags contraction below :data:`WEAK_CONTRACTION`.
+    """
+    if "prior" not in dt.children:
+        raise ValueError("the result has no prior group (fit stores one by default)")
+    post, prior = dt["posterior"], dt["prior"]
+    if var_names is None:
+        var_names = [v for v in ("mu", "sigma_source", "sigma_origin", "tau", "source_mean", "cell_mean")
+                     if v in post.data_vars and v in prior.data_vars]
+        var_names += sorted(v for v in post.data_vars if v.startswith("beta_") and v in prior.data_vars)
+    rows = []
+    for v in var_names:
+        pv = post[v].var(("chain", "draw"))
+        qv = prior[v].var(("chain", "draw"))
+        dims = [d for d in pv.dims]
+        for idx in np.ndindex(*(pv.sizes[d] for d in dims)):
+            sel = dict(zip(dims, idx))
+            label = v + ("[" + ", ".join(str(pv[d].values[i]) for d, i in sel.items()) + "]" if sel else "")
+            c = 1.0 - float(pv[sel]) / float(qv[sel])
+            rows.append({"parameter": label, "prior_sd": float(np.sqrt(qv[sel])),
+                         "posterior_sd": float(np.sqrt(pv[sel])), "contraction": c,
+                         "weak": c < WEAK_CONTRACTION})
+    return pd.DataFrame(rows).set_index("parameter")

@@ -3,7 +3,7 @@ truth.json, README.md}.
 
     python scripts/make_simulated.py
 
-Seed 20261126 (bayes_koa.simulate.SEED). The files are exactly ``bayes_koa.simulate.simulate(
+Seed 20261126 (bayes_koa.simulation.SEED). The files are exactly ``bayes_koa.simulation.simulate(
 seed=20261126).files``; tests/unit/test_simulation.py fails if they drift from a fresh run, so rerun
 this script after any change to bayes_koa/simulation.py or to the bundled trials.csv.
 """

@@ -76,3 +76,18 @@ def test_sampling_problems_are_reported(eight_schools):
         r = bk.fit(eight_schools, "random_effects", priors=PRIORS, seed=2, draws=30, tune=30)
     assert r.diagnostics().attrs["problems"]
     assert "PROBLEMS" in repr(r)
+
+
+def test_prior_contraction_matches_the_conjugate_closed_form():
+    """Fixed effect, mu ~ N(0, s0), one trial y ~ N(mu, se): contraction = s0^2 / (s0^2 + se^2)."""
+    import pandas as pd
+
+    s0, se = 2.0, 1.0
+    table = pd.DataFrame({"trial_id": ["T"], "yi": [0.5], "sei": [se]})
+    r = bk.fit(table, "fixed_effect", priors={"mu": f"Normal(mu=0, sigma={s0})"}, seed=3,
+               draws=2000, tune=500)
+    c = r.contraction().loc["mu", "contraction"]
+    # the variance ratio (true value 0.2) is estimated from 8000 posterior and 1000 prior draws: its
+    # relative SE is about sqrt(2/8000 + 2/1000) = 4.7%, i.e. 0.0095 absolute; 0.04 is 4 such SEs
+    assert c == pytest.approx(s0**2 / (s0**2 + se**2), abs=0.04)
+    assert not r.contraction().loc["mu", "weak"]
