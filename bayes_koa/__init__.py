@@ -38,6 +38,7 @@ _EXPORTS = {
     "sucra": "bayes_koa.ranking",
     "rank_summary": "bayes_koa.ranking",
     
+    "claims_table": "bayes_koa.claims",
     "simulate": "bayes_koa.simulation",
     "load_simulated": "bayes_koa.simulation",
     "sensitivity": "bayes_koa.prior_sensitivity",

@@ -320,3 +320,23 @@ def claims_from_result(result, margin: float | None = None, time_months: float =
     table["data"] = ("SIMULATED: " if result.simulated else "") + str(p.get("data_source", ""))
     table["data_sha256"] = p.get("data_sha256", "")
     return table
+
+
+def claims_table(results, margin: float | None = None) -> pd.DataFrame:
+    """One row per claim, each taken from the first result (in the order given) that estimates it.
+
+    ``results``: fitted results (a list, or a dict name -> result). The paper's six conclusions need
+    different models (source ranking: source_hierarchical; origin: source_origin; injections:
+    source_regression; month 3: a time-course model), so the full table combines them; each row
+    names the model, outcome, time and data it came from. Claims no result can estimate stay, with
+    the reason.
+    """
+    items = list(results.values()) if isinstance(results, Mapping) else list(results)
+    if not items:
+        raise ValueError("claims_table needs at least one fitted result")
+    tables = [claims_from_result(r, margin=margin) for r in items]
+    rows = []
+    for i in range(len(tables[0])):
+        chosen = next((t.iloc[i] for t in tables if not math.isnan(t.iloc[i]["probability"])), tables[0].iloc[i])
+        rows.append(chosen)
+    return pd.DataFrame(rows).reset_index(drop=True)

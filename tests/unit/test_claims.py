@@ -158,3 +158,36 @@ def test_prob_helpers_and_verbal_scale():
     assert [verbal_probability(v) for v in (0.995, 0.96, 0.91, 0.7, 0.5, 0.2, 0.07, 0.02, 0.001)] == [
         "virtually certain", "extremely likely", "very likely", "likely", "about as likely as not",
         "unlikely", "very unlikely", "extremely unlikely", "exceptionally unlikely"]
+
+
+def _fake_result(name, posterior_vars, measure="SMD"):
+    """A stand-in for MetaAnalysis with just what claims_from_result reads."""
+    from types import SimpleNamespace
+
+    post = xr.Dataset(posterior_vars)
+    dt = xr.DataTree.from_dict({"posterior": post})
+    return SimpleNamespace(dt=dt, spec=SimpleNamespace(name=name, measure=measure), simulated=True,
+                           provenance={"outcome": "VAS", "time": "6", "data_source": "sim", "data_sha256": "abc"})
+
+
+def test_claims_table_takes_each_claim_from_the_model_that_estimates_it():
+    from bayes_koa.claims import claims_table
+
+    n = 1000
+    # source model: UC first in exactly 30% of draws (by construction, as in the tests above)
+    sm = np.tile(np.array([[0.0, 1.0, 0.5]]), (n, 1))
+    sm[: int(0.3 * n), 1] = -1.0
+    src = _fake_result("source_hierarchical", {"source_mean": xr.DataArray(
+        sm[None], dims=("chain", "draw", "source"), coords={"source": ["BM", "UC", "AD"]})})
+    # regression model: beta_n_injections < 0 in exactly 70% of draws -> P(4 better than 2) = 0.7
+    beta = np.where(np.arange(n) < 700, -0.1, 0.1)
+    reg = _fake_result("source_regression", {"beta_n_injections": xr.DataArray(beta[None], dims=("chain", "draw"))})
+    table = claims_table({"a": src, "b": reg})
+    by = table.set_index("claim")
+    assert by.loc["UC-MSC ranks first among cell sources", "probability"] == pytest.approx(0.3)
+    assert by.loc["UC-MSC ranks first among cell sources", "model"] == "source_hierarchical"
+    assert by.loc["4 injections better than 2", "probability"] == pytest.approx(0.7)
+    assert by.loc["4 injections better than 2", "model"] == "source_regression"
+    assert np.isnan(by.loc["MSC better than control at month 3", "probability"])
+    assert by.loc["MSC better than control at month 3", "interpretation"].startswith("not estimable")
+    assert (table["data"] == "SIMULATED: sim").all()
