@@ -39,6 +39,7 @@ _EXPORTS = {
     "rank_summary": "bayes_koa.ranking",
     
     "claims_table": "bayes_koa.claims",
+    "compare": "bayes_koa.checks",
     "simulate": "bayes_koa.simulation",
     "load_simulated": "bayes_koa.simulation",
     "sensitivity": "bayes_koa.prior_sensitivity",

@@ -126,6 +126,35 @@ class MetaAnalysis:
 
         return claims_from_result(self, **kwargs)
 
+    # -- model checks (bayes_koa.checks) -----------------------------------------------------
+    def posterior_predictive(self, **kwargs):
+        from .checks import posterior_predictive
+
+        return posterior_predictive(self, **kwargs)
+
+    def ppc(self, **kwargs) -> pd.DataFrame:
+        """Per trial: observed y, predictive interval, posterior predictive p-value and LOO-PIT."""
+        from .checks import ppc_table
+
+        return ppc_table(self, **kwargs)
+
+    def plot_ppc(self, **kwargs):
+        from .checks import plot_ppc
+
+        return plot_ppc(self, **kwargs)
+
+    def loo(self, **kwargs) -> pd.DataFrame:
+        """PSIS-LOO per trial with Pareto k; totals in ``.attrs``."""
+        from .checks import loo
+
+        return loo(self, **kwargs)
+
+    def influence(self, **kwargs) -> pd.DataFrame:
+        """Leave-one-trial-out change in the pooled effect and the ranking (PSIS, refits where k is high)."""
+        from .checks import influence
+
+        return influence(self, **kwargs)
+
     def plot_forest(self, **kwargs):
         from .plots import forest
 
