@@ -43,6 +43,8 @@ _EXPORTS = {
     "simulate": "bayes_koa.simulation",
     "load_simulated": "bayes_koa.simulation",
     "sensitivity": "bayes_koa.prior_sensitivity",
+    "sensitivity_grid": "bayes_koa.prior_sensitivity",
+    "power_scaling": "bayes_koa.prior_sensitivity",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
