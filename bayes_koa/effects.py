@@ -13,6 +13,7 @@ columns ``n_from``, ``estimated``, ``flipped``, ``scale``, ``multiarm`` and ``co
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -41,7 +42,7 @@ STAT_REPORTED = ("mean_sd", "mean_se", "median_iqr", "mean_pm_unlabelled", "mean
 
 COLUMNS = (
     "trial_id", "comparison", "msc_arm", "control_arm", "outcome", "time_months", "measure",
-    "yi", "vi", "sei", "n_msc", "n_control", "n_from",
+    "yi", "vi", "sei", "n_msc", "n_control", "events_msc", "events_control", "n_from",
     "cell_source", "origin", "cells_per_injection", "n_injections", "control_type",
     "value_type", "estimated", "flipped", "scale", "multiarm", "cov_group",
     "in_scope", "excluded_reason",
@@ -124,7 +125,8 @@ def effect_sizes(data, measure="SMD", outcomes=None, times=None, value_type="aut
         23.3.4). ``"split"`` (default): a shared arm's n is divided by the number k of comparisons
         using it at that outcome and time (rounded down, at least 2); events are scaled in
         proportion. The whole variance formula uses the split n, ``yi`` the full n; ``n_msc`` and
-        ``n_control`` show the n used in the variance. ``"keep"``: full n, and ``cov_group`` names
+        ``n_control`` show the n used in the variance, and ``events_msc`` / ``events_control``
+        the events among those patients (whole numbers: see :func:`_row_events`). ``"keep"``: full n, and ``cov_group`` names
         the shared arms (``trial:arm``; several separated by ``; ``) so a model can carry the
         covariance between those comparisons. The ``multiarm`` column says what was done.
     median_method
@@ -156,7 +158,9 @@ def effect_sizes(data, measure="SMD", outcomes=None, times=None, value_type="aut
         (``n_from`` says which; an n is never invented). ``yi`` is MSC minus control, oriented by
         :func:`orient`; ``sei = sqrt(vi)``; ``scale`` is ``"min-max"`` where the data state the
         range, else ``"unknown"`` (VAS stated as 0-10 is rescaled to 0-100 mm, noted in
-        ``estimated``). Comparisons without any follow-up value for the selection get one row
+        ``estimated``). ``events_msc`` and ``events_control`` are the raw event counts behind
+        ``n_msc`` and ``n_control`` on binary rows (never zero-cell corrected; NaN on continuous
+        rows), so an arm-based binomial model can read the arms from this table. Comparisons without any follow-up value for the selection get one row
         (``outcome`` and ``time_months`` empty) that says so, so no trial disappears silently.
 
     Raises
@@ -194,6 +198,7 @@ def effect_sizes(data, measure="SMD", outcomes=None, times=None, value_type="aut
     comparisons = _comparisons(trials)
     pairs = _pairs(comparisons, arms, value_type, pre_post_r)
     pairs = _multiarm(pairs, multiarm)
+    pairs["m_events_row"], pairs["c_events_row"] = _row_events(pairs, multiarm)
     parts = [_effects(pairs, measure, cc, cc_when, include_out_of_scope),
              _unmatched(trials, comparisons, pairs, out_all, measure, outcome_sel, time_sel,
                         include_out_of_scope)]
@@ -596,6 +601,51 @@ def _multiarm(p, multiarm):
     return p
 
 
+def _row_events(p, multiarm):
+    """Raw events behind each row's ``n_msc`` and ``n_control`` (NaN where no events are reported).
+
+    ``keep``, or an arm used by one comparison: the arm's reported events. ``split``: an arm shared
+    by k comparisons has its n split (:func:`_multiarm`), and its events e are apportioned to its k
+    rows in proportion to the split n: quota ``q_j = e * n_j / n`` (what the variance uses), total
+    ``round(sum q_j)`` (half up; = e unless the floor of n / k dropped patients), whole numbers by
+    largest remainder (ties in comparison order), never above ``n_j``. So every row is a 2x2 table
+    of whole numbers, and the pieces of a split arm add up to its events again (an arm-based model
+    sums them: :mod:`bayes_koa.build_binomial`). Never zero-cell corrected.
+    Returns ``(events_msc, events_control)`` as float arrays.
+    """
+    out = []
+    for prefix, arm, k in (("m_", "msc_arm", "k_m"), ("c_", "control_arm", "k_c")):
+        events = p[prefix + "events"].to_numpy(dtype=float).copy()
+        if multiarm == "split":
+            n_full = p[prefix + "n_arm"].to_numpy(dtype=float)
+            n_var = p[prefix + "n_var"].to_numpy(dtype=float)
+            shared = (p[k].to_numpy() > 1) & np.isfinite(events)
+            keys = ["trial_id", "outcome", "time_months", "value_type", arm]
+            for _, g in p[shared].groupby(keys, sort=False):
+                idx = g.sort_values("comparison").index.to_numpy()
+                events[idx] = _apportion(events[idx[0]], n_full[idx[0]], n_var[idx])
+        out.append(events)
+    return out[0], out[1]
+
+
+def _apportion(e, n, pieces):
+    """Whole events per piece of an arm (largest remainder; see :func:`_row_events`)."""
+    if not (np.isfinite(n) and n > 0 and np.isfinite(pieces).all()):
+        return np.full(len(pieces), np.nan)
+    quota = e * pieces / n
+    total = min(math.floor(quota.sum() + 0.5), int(pieces.sum()))
+    whole = np.minimum(np.floor(quota), pieces)
+    order = sorted(range(len(pieces)), key=lambda j: (-(quota[j] - whole[j]), j))
+    left = total - int(whole.sum())
+    for j in order:
+        if left <= 0:
+            break
+        if whole[j] < pieces[j]:
+            whole[j] += 1
+            left -= 1
+    return whole
+
+
 def _fmt_n(n):
     return "NA" if not np.isfinite(n) else f"{n:g}"
 
@@ -672,6 +722,8 @@ def _effects(p, measure, cc, cc_when, include_out_of_scope):
         "time_months": p["time_months"], "measure": row_measure, "yi": yi, "vi": vi,
         "sei": np.sqrt(vi), "n_msc": p["m_n_var"].astype("Int64"),
         "n_control": p["c_n_var"].astype("Int64"),
+        "events_msc": p["m_events_row"].astype("float64"),
+        "events_control": p["c_events_row"].astype("float64"),
         "n_from": [_n_from(r) for r in p.itertuples(index=False)],
         "cell_source": p["cell_source"], "origin": p["origin"],
         "cells_per_injection": p["cells_per_injection"], "n_injections": p["n_injections"],
@@ -800,7 +852,7 @@ def _with_dtypes(table):
 
 
 _DTYPES = {"time_months": "float64", "yi": "float64", "vi": "float64", "sei": "float64",
-           "n_msc": "Int64", "n_control": "Int64", "cells_per_injection": "float64",
+           "n_msc": "Int64", "n_control": "Int64", "events_msc": "float64", "events_control": "float64", "cells_per_injection": "float64",
            "n_injections": "float64", "flipped": "bool", "in_scope": "bool"}
 
 
