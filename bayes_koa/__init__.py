@@ -40,6 +40,7 @@ _EXPORTS = {
     
     "claims_table": "bayes_koa.claims",
     "compare": "bayes_koa.checks",
+    "p_or_above": "bayes_koa.build_binomial",
     "simulate": "bayes_koa.simulation",
     "load_simulated": "bayes_koa.simulation",
     "sensitivity": "bayes_koa.prior_sensitivity",

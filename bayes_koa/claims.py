@@ -293,26 +293,48 @@ def claims(draws: Mapping[str, xr.DataArray], spec: ClaimSpec | None = None, *,
 DEFAULT_MARGINS = {"SMD": 0.2, "MD": 5.0}
 
 
+SAFETY_CLAIM = "MSC do not raise the odds of an adverse event by more than {pct:g}% (OR < {t:g})"
+
+
+def _safety_row(result, threshold: float) -> pd.DataFrame:
+    """The paper's 'the cells were safe' as P(OR < threshold) from an adverse-event model."""
+    post = result.dt["posterior"]
+    event = post["odds_ratio"] < threshold
+    p, se = prob_mcse(event)
+    return pd.DataFrame([{"claim": SAFETY_CLAIM.format(pct=(threshold - 1) * 100, t=threshold),
+                          "quantity": f"P(exp(mu) < {threshold:g}), mu = overall log odds ratio of any AE",
+                          "probability": p, "mc_se": se,
+                          "interpretation": f"{verbal_probability(p)} (P = {p:.3f})"}], columns=CLAIM_COLUMNS)
+
+
 def claims_from_result(result, margin: float | None = None, time_months: float = 3.0,
-                       extra_draws: Mapping[str, xr.DataArray] | None = None) -> pd.DataFrame:
+                       extra_draws: Mapping[str, xr.DataArray] | None = None,
+                       or_threshold: float = 1.5) -> pd.DataFrame:
     """:func:`claims` on a fitted :class:`~bayes_koa.result.MetaAnalysis`, with where it came from.
 
     Picks the draws the claims need from the result's posterior (``source_mean``, ``cell_mean``,
     ``beta_n_injections``, ``overall_by_time``); claims whose draws the model lacks are listed as
     not estimable, naming what they need. Adds the model, outcome, time, data source and data hash.
+    An adverse-event (binomial) model answers none of the efficacy claims but adds the safety
+    claim P(OR < ``or_threshold``).
     """
     post = result.dt["posterior"]
     draws: dict[str, xr.DataArray] = {}
-    for name, var in (("source_mean", "source_mean"), ("cell_mean", "cell_mean"),
-                      ("beta_injections", "beta_n_injections"), ("overall_by_time", "overall_by_time")):
-        if var in post.data_vars:
-            draws[name] = post[var]
-    draws.update(extra_draws or {})
+    safety = getattr(result.spec, "kind", "") == "binomial"
+    if not safety:  # an adverse-event model's source means are odds ratios of harm, not benefit
+        for name, var in (("source_mean", "source_mean"), ("cell_mean", "cell_mean"),
+                          ("beta_injections", "beta_n_injections"), ("overall_by_time", "overall_by_time")):
+            if var in post.data_vars:
+                draws[name] = post[var]
+        draws.update(extra_draws or {})
     measure = result.spec.measure
     unit = "mm" if measure == "MD" else measure
     if margin is None:
         margin = DEFAULT_MARGINS.get(measure, 0.2)
     table = claims(draws, ClaimSpec(margin=margin, unit=unit, time_months=time_months))
+    if safety:
+        table["interpretation"] = "not estimable: an efficacy claim; this is an adverse-event model"
+        table = pd.concat([table, _safety_row(result, or_threshold)], ignore_index=True)
     p = result.provenance
     table["model"] = result.spec.name
     table["outcome"] = p.get("outcome", "")
@@ -334,9 +356,10 @@ def claims_table(results, margin: float | None = None) -> pd.DataFrame:
     items = list(results.values()) if isinstance(results, Mapping) else list(results)
     if not items:
         raise ValueError("claims_table needs at least one fitted result")
-    tables = [claims_from_result(r, margin=margin) for r in items]
+    tables = [claims_from_result(r, margin=margin).set_index("claim", drop=False) for r in items]
+    names = list(dict.fromkeys(c for t in tables for c in t.index))  # the six, then safety if present
     rows = []
-    for i in range(len(tables[0])):
-        chosen = next((t.iloc[i] for t in tables if not math.isnan(t.iloc[i]["probability"])), tables[0].iloc[i])
-        rows.append(chosen)
+    for name in names:
+        have = [t.loc[name] for t in tables if name in t.index]
+        rows.append(next((r for r in have if not math.isnan(r["probability"])), have[0]))
     return pd.DataFrame(rows).reset_index(drop=True)

@@ -119,8 +119,13 @@ def cmd_models(args) -> int:
     from .priors import list_prior_sets
     from .spec import list_models, load_spec
 
+    from .priors import PriorError
+
     for name in list_models():
-        print(load_spec(name, measure=args.measure).describe())
+        try:
+            print(load_spec(name, measure=args.measure).describe())
+        except PriorError:  # e.g. the adverse-event model has priors on the logOR scale only
+            print(load_spec(name, measure="logOR").describe())
         print()
     print("prior sets:", ", ".join(list_prior_sets()) or "(none)")
     return 0

@@ -219,7 +219,9 @@ def fit(effects: pd.DataFrame, model: str = "source_hierarchical", priors: Mappi
         "bayes_koa_structure": json.dumps({"kind": spec.kind, "levels": list(spec.levels),
                                            "between_trial_sd": spec.between_trial_sd,
                                            "parameterization": spec.parameterization,
-                                           "moderators": list(spec.moderators)}),
+                                           "moderators": list(spec.moderators),
+                                           **{k: list(v) if isinstance(v, tuple) else v
+                                              for k, v in spec.options}}),
         "bayes_koa_measure": spec.measure,
         "bayes_koa_priors": json.dumps({p: {"prior": str(pr), "from": pr.origin} for p, pr in spec.priors}),
         "bayes_koa_data_sha256": data_hash(effects),

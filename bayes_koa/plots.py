@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 from scipy import stats
 
@@ -105,8 +106,16 @@ def forest(result, ci: float = 0.95, ax=None, save=None):
     """
     post = result.dt["posterior"]
     theta = post["theta"]
-    labels = [str(t) for t in theta["trial"].values]
+    row_dim = "comparison" if "comparison" in theta.dims else "trial"  # binomial models: per comparison
+    labels = [str(t) for t in theta[row_dim].values]
     rows = result.effects.reset_index(drop=True)
+    if row_dim == "comparison":
+        # arm-based model: one effect per MSC arm, with no single observed yi (the arm counts are
+        # the data); show the posterior only, grouped by source
+        cd = result.dt["constant_data"] if "constant_data" in result.dt.children else None
+        src = (np.asarray(post["source"].values)[cd["source_idx"].values.astype(int)]
+               if cd is not None and "source_idx" in cd.data_vars else np.array([""] * len(labels)))
+        rows = pd.DataFrame({"yi": np.nan, "vi": np.nan, "cell_source": src})
     if len(rows) != len(labels):
         raise ValueError(f"result.effects has {len(rows)} rows but the posterior has {len(labels)} trials; "
                          "they must be the rows used, in model order")

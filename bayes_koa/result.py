@@ -155,6 +155,12 @@ class MetaAnalysis:
 
         return influence(self, **kwargs)
 
+    def p_or_above(self, threshold: float = 1.0) -> pd.DataFrame:
+        """Adverse-event models: P(odds ratio > threshold) overall and per source, with MC SE."""
+        from .build_binomial import p_or_above
+
+        return p_or_above(self, threshold=threshold)
+
     def plot_forest(self, **kwargs):
         from .plots import forest
 

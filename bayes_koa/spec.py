@@ -70,6 +70,7 @@ DEFAULT_PRIORS: dict[str, dict[str, str]] = {
         "beta": "Normal(mu=0, sigma=25)",
     },
     "logOR": {
+        "alpha": "Normal(mu=0, sigma=2)",  # baseline log-odds of an adverse event (arm-based models)
         "mu": "Normal(mu=0, sigma=2)",
         "tau": "HalfNormal(sigma=1)",
         "sigma_source": "HalfNormal(sigma=1)",

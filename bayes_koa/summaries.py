@@ -23,9 +23,23 @@ LABELS = {
     "theta_new": "new trial (prediction)",
     "theta_new_source": "new trial of this source (prediction)",
     "theta": "trial effect (shrunken)",
+    # multivariate kind (bayes_koa.build_multivariate): outcomes x times
+    "overall_by_time": "overall effect at this time (months)",
+    "sigma_time": "time-course SD of the overall effect",
+    "sigma_source_time": "source x time SD",
+    "sigma_outcome": "between-outcome SD",
+    "sigma_source_outcome": "source x outcome SD",
+    "tau_time": "trial x time SD",
+    "tau_outcome": "trial x outcome SD",
+    "source_time_mean": "source mean at this time (months)",
+    "outcome_effect": "overall effect on this outcome (reference time)",
+    "source_outcome_mean": "source mean on this outcome (reference time)",
+    "theta_new_outcome": "new trial, this outcome (prediction)",
 }
-_ORDER = ["mu", "sigma_source", "sigma_origin", "tau", "source_mean", "cell_mean", "theta_new",
-          "theta_new_source"]
+_ORDER = ["mu", "overall_by_time", "sigma_time", "sigma_source", "sigma_source_time", "sigma_outcome",
+          "sigma_source_outcome", "sigma_origin", "tau", "tau_time", "tau_outcome", "source_mean",
+          "source_time_mean", "outcome_effect", "source_outcome_mean", "cell_mean", "theta_new",
+          "theta_new_source", "theta_new_outcome"]
 
 
 def draws(dt: xr.DataTree, var: str) -> xr.DataArray:
@@ -50,7 +64,7 @@ def _rows(da: xr.DataArray, var: str, ci: float, mcse: xr.DataArray, ess: xr.Dat
             "mean": float(mean[sel]), "sd": float(sd[sel]),
             f"q{lo * 100:g}": float(q.isel(quantile=0)[sel]), "median": float(q.isel(quantile=1)[sel]),
             f"q{hi * 100:g}": float(q.isel(quantile=2)[sel]),
-            "P(effect<0)": float(pben[sel]) if var not in ("tau", "sigma_source", "sigma_origin") else np.nan,
+            "P(effect<0)": float(pben[sel]) if not var.startswith(("tau", "sigma")) else np.nan,
             "mcse_mean": float(mcse[sel]) if mcse is not None else np.nan,
             "ess_bulk": float(ess[sel]) if ess is not None else np.nan,
             "r_hat": float(rhat[sel]) if rhat is not None else np.nan,
@@ -72,6 +86,7 @@ def _trial_counts(dt: xr.DataTree) -> dict[str, dict]:
     s_idx = cd["source_idx"].values.astype(int)
     out["source_mean"] = {(s,): int((s_idx == i).sum()) for i, s in enumerate(src)}
     out["theta_new_source"] = out["source_mean"]
+    out["source_odds_ratio"] = out["source_mean"]
     if "tau" in post.data_vars and "source" in post["tau"].dims:
         out["tau"] = out["source_mean"]
     if "origin_idx" in cd.data_vars and "origin" in post.coords:
