@@ -16,7 +16,8 @@ import pandas as pd
 
 from .spec import ModelSpec, kind_module
 
-__all__ = ["prepare", "build_model", "data_values", "SOURCE_ORDER", "ORIGIN_ORDER", "ordered"]
+__all__ = ["prepare", "build_model", "data_values", "SOURCE_ORDER", "ORIGIN_ORDER", "ordered", "Selection",
+           "missing"]
 
 SOURCE_ORDER = ("BM", "UC", "AD", "placenta", "BMAC", "other")
 ORIGIN_ORDER = ("autologous", "allogeneic")
@@ -25,6 +26,39 @@ ORIGIN_ORDER = ("autologous", "allogeneic")
 def ordered(values, order) -> list[str]:
     vals = list(dict.fromkeys(values))
     return [v for v in order if v in vals] + sorted(v for v in vals if v not in order)
+
+
+def missing(values: pd.Series) -> pd.Series:
+    """True where a text cell is empty (NA or blank)."""
+    return values.isna() | (values.astype(str).str.strip() == "")
+
+
+class Selection:
+    """The rows a model still uses, and every row left out with its reason.
+
+    Start from an effect table (rows with a non-empty ``excluded_reason`` are left out at once);
+    each :meth:`drop` moves rows from ``rows`` to the left-out log with the reason. Every kind's
+    ``prepare`` uses it, so nothing is dropped silently.
+    """
+
+    def __init__(self, df: pd.DataFrame):
+        reason = (df["excluded_reason"].fillna("").astype(str) if "excluded_reason" in df
+                  else pd.Series("", index=df.index))
+        df = df.assign(excluded_reason=reason)
+        self._out = [df[reason != ""]]
+        self.rows = df[reason == ""].copy()
+
+    def drop(self, mask, reason: str) -> None:
+        mask = pd.Series(np.asarray(mask, dtype=bool), index=self.rows.index)
+        if mask.any():
+            self._out.append(self.rows[mask].assign(excluded_reason=reason))
+            self.rows = self.rows[~mask]
+
+    def excluded(self) -> pd.DataFrame:
+        return pd.concat(self._out, ignore_index=True)
+
+    def reasons(self) -> str:
+        return "; ".join(sorted(set(self.excluded()["excluded_reason"]))) or "empty table"
 
 
 def data_values(spec: ModelSpec, design) -> dict[str, np.ndarray]:  # noqa: D103

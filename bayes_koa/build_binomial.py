@@ -62,7 +62,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .build import SOURCE_ORDER, ordered
+from .build import SOURCE_ORDER, Selection, missing, ordered
 from .data import DataValidationError
 from .spec import ModelSpec, SpecError
 
@@ -245,9 +245,9 @@ def prepare(spec: ModelSpec, effects: pd.DataFrame, outcome: str | None = None,
         raise SpecError(f"model {spec.name} estimates log odds ratios from event counts: fit it with "
                         f"measure='logOR' (got {spec.measure!r})")
     df = effects.copy()
-    missing = [c for c in ("trial_id",) + COUNT_COLUMNS if c not in df]
-    if missing:
-        raise SpecError(f"model {spec.name} reads arm counts: the effect table lacks {', '.join(missing)} "
+    absent = [c for c in ("trial_id",) + COUNT_COLUMNS if c not in df]
+    if absent:
+        raise SpecError(f"model {spec.name} reads arm counts: the effect table lacks {', '.join(absent)} "
                         "(bayes_koa.effect_sizes(..., measure='logOR') writes them)")
     if "excluded_reason" not in df:
         df["excluded_reason"] = ""
@@ -264,16 +264,8 @@ def prepare(spec: ModelSpec, effects: pd.DataFrame, outcome: str | None = None,
         rest = df["excluded_reason"].str.replace(_DOUBLE_ZERO, "", regex=True).str.strip("; ")
         rescued = (df["excluded_reason"] != "") & (rest == "")
         df.loc[rescued, "excluded_reason"] = ""
-    out = [df[df["excluded_reason"] != ""]]
-    df = df[df["excluded_reason"] == ""].copy()
-
-    def drop(mask: pd.Series, reason: str):
-        nonlocal df
-        if mask.any():
-            gone = df[mask].copy()
-            gone["excluded_reason"] = reason
-            out.append(gone)
-            df = df[~mask]
+    sel = Selection(df)
+    df = sel.rows
 
     for col in ("msc_arm", "control_arm"):
         if col not in df:
@@ -291,23 +283,24 @@ def prepare(spec: ModelSpec, effects: pd.DataFrame, outcome: str | None = None,
     counts = {}
     for col in COUNT_COLUMNS:
         counts[col] = _whole(df, col, "msc" if col.endswith("msc") else "control")
-    drop(pd.concat(counts, axis=1).isna().any(axis=1),
-         "events or n missing (the binomial model needs events_msc, n_msc, events_control, n_control)")
+    sel.drop(pd.concat(counts, axis=1).isna().any(axis=1),
+             "events or n missing (the binomial model needs events_msc, n_msc, events_control, n_control)")
+    df = sel.rows
     for col in COUNT_COLUMNS:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     if time is None and "time_months" in df:
         t = pd.to_numeric(df["time_months"], errors="coerce")
-        drop(t < t.groupby(df["trial_id"]).transform("max"),
-             "earlier time point: the binomial model uses each trial's last reported time "
-             "(events counted to the end of follow-up); pass time=... to choose one")
+        sel.drop(t < t.groupby(df["trial_id"]).transform("max"),
+                 "earlier time point: the binomial model uses each trial's last reported time "
+                 "(events counted to the end of follow-up); pass time=... to choose one")
+        df = sel.rows
     if "source" in spec.levels:
         if "cell_source" not in df:
             raise SpecError(f"model {spec.name} needs a 'cell_source' column")
-        drop(df["cell_source"].isna() | (df["cell_source"].astype(str) == ""),
-             f"cell source not reported (needed by {spec.name})")
+        sel.drop(missing(df["cell_source"]), f"cell source not reported (needed by {spec.name})")
+        df = sel.rows
     if df.empty:
-        reasons = sorted(set(pd.concat(out)["excluded_reason"])) if out else []
-        raise SpecError(f"no usable rows for model {spec.name}" + (": " + "; ".join(reasons) if reasons else ""))
+        raise SpecError(f"no usable rows for model {spec.name}: {sel.reasons()}")
 
     rows = df.reset_index(drop=True)
     arms = arms_from_effects(rows)
@@ -328,7 +321,7 @@ def prepare(spec: ModelSpec, effects: pd.DataFrame, outcome: str | None = None,
     if "source" in spec.levels:
         design.source = ordered(msc["cell_source"], SOURCE_ORDER)
         design.source_idx = np.array([design.source.index(s) for s in msc["cell_source"]], dtype=np.int64)
-    excluded = pd.concat(out, ignore_index=True) if out else effects.iloc[0:0]
+    excluded = sel.excluded()
     return design, excluded
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .build import ORIGIN_ORDER, SOURCE_ORDER, ordered
+from .build import ORIGIN_ORDER, SOURCE_ORDER, Selection, missing, ordered
 from .spec import MODERATORS, ModelSpec, SpecError
 
 __all__ = ["Design", "check_structure", "parameters", "prepare", "build", "add_predictions"]
@@ -99,7 +99,7 @@ def _pick(df: pd.DataFrame, col: str, wanted, what: str) -> pd.DataFrame:
 
 
 def prepare(spec: ModelSpec, effects: pd.DataFrame, outcome: str | None = None,
-                       time: float | None = None) -> tuple[Design, pd.DataFrame]:
+            time: float | None = None) -> tuple[Design, pd.DataFrame]:
     """Rows of one outcome at one time that a fixed/random/hierarchical model can use."""
     df = effects.copy()
     if "yi" not in df:
@@ -110,46 +110,29 @@ def prepare(spec: ModelSpec, effects: pd.DataFrame, outcome: str | None = None,
         if "sei" not in df:
             raise SpecError("the effect table needs 'vi' (sampling variance) or 'sei' (standard error)")
         df["vi"] = df["sei"].astype(float) ** 2
-    if "excluded_reason" not in df:
-        df["excluded_reason"] = ""
-    df["excluded_reason"] = df["excluded_reason"].fillna("").astype(str)
+    df["excluded_reason"] = df["excluded_reason"].fillna("").astype(str) if "excluded_reason" in df else ""
     df = _pick(df, "outcome", outcome, "outcome")
     df = _pick(df, "time_months", time, "time point")
-    # rows of this outcome and time that the effect-size step already ruled out
-    out = [df[df["excluded_reason"] != ""]]
-    df = df[df["excluded_reason"] == ""].copy()
-
-    def drop(mask: pd.Series, reason: str):
-        nonlocal df
-        if mask.any():
-            gone = df[mask].copy()
-            gone["excluded_reason"] = reason
-            out.append(gone)
-            df = df[~mask]
-
-    y = pd.to_numeric(df["yi"], errors="coerce")
-    v = pd.to_numeric(df["vi"], errors="coerce")
-    drop(~np.isfinite(y) | ~np.isfinite(v), "yi or vi not finite")
-    drop(pd.to_numeric(df["vi"], errors="coerce") <= 0, "vi must be > 0")
-    if "source" in spec.levels:
-        if "cell_source" not in df:
-            raise SpecError(f"model {spec.name} needs a 'cell_source' column")
-        drop(df["cell_source"].isna() | (df["cell_source"].astype(str) == ""),
-             f"cell source not reported (needed by {spec.name})")
-    if "origin" in spec.levels:
-        if "origin" not in df:
-            raise SpecError(f"model {spec.name} needs an 'origin' column")
-        drop(df["origin"].isna() | (df["origin"].astype(str) == ""),
-             f"origin (autologous/allogeneic) not reported (needed by {spec.name})")
+    # rows of this outcome and time that the effect-size step already ruled out start the log
+    sel = Selection(df)
+    y = pd.to_numeric(sel.rows["yi"], errors="coerce")
+    v = pd.to_numeric(sel.rows["vi"], errors="coerce")
+    sel.drop(~np.isfinite(y) | ~np.isfinite(v), "yi or vi not finite")
+    sel.drop(pd.to_numeric(sel.rows["vi"], errors="coerce") <= 0, "vi must be > 0")
+    for level, col, what in (("source", "cell_source", "cell source"),
+                             ("origin", "origin", "origin (autologous/allogeneic)")):
+        if level in spec.levels:
+            if col not in sel.rows:
+                raise SpecError(f"model {spec.name} needs a {col!r} column")
+            sel.drop(missing(sel.rows[col]), f"{what} not reported (needed by {spec.name})")
     for m in spec.moderators:
         col = MODERATORS[m][0]
-        if col not in df:
+        if col not in sel.rows:
             raise SpecError(f"model {spec.name} needs a {col!r} column for moderator {m}")
-        drop(pd.to_numeric(df[col], errors="coerce").isna(), f"{col} not reported (needed by moderator {m})")
-    if df.empty:
-        raise SpecError(f"no usable rows for model {spec.name}: "
-                        + "; ".join(sorted(set(pd.concat(out)["excluded_reason"]))) if out else "empty table")
-    rows = df.reset_index(drop=True)
+        sel.drop(pd.to_numeric(sel.rows[col], errors="coerce").isna(), f"{col} not reported (needed by moderator {m})")
+    if sel.rows.empty:
+        raise SpecError(f"no usable rows for model {spec.name}: {sel.reasons()}")
+    rows = sel.rows.reset_index(drop=True)
     design = Design(trial=_labels(rows), y=rows["yi"].to_numpy(float),
                     se=np.sqrt(rows["vi"].to_numpy(float)), rows=rows)
     if "source" in spec.levels:
@@ -161,8 +144,7 @@ def prepare(spec: ModelSpec, effects: pd.DataFrame, outcome: str | None = None,
     for m in spec.moderators:
         x = pd.to_numeric(rows[MODERATORS[m][0]], errors="coerce").to_numpy(float)
         design.X[m] = np.log10(x / 4e7) if m == "log_dose" else x - 1.0
-    excluded = pd.concat(out, ignore_index=True) if out else effects.iloc[0:0]
-    return design, excluded
+    return design, sel.excluded()
 
 
 def check_structure(kind: str, st: dict, path) -> dict:
