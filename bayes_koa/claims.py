@@ -293,6 +293,9 @@ def claims(draws: Mapping[str, xr.DataArray], spec: ClaimSpec | None = None, *,
 DEFAULT_MARGINS = {"SMD": 0.2, "MD": 5.0}
 
 
+# stable ids of the six claims (their texts carry units and labels that vary between models)
+CLAIM_IDS = ["uc_first", "uc_ad_bm", "ad_autologous_better", "bm_origins_similar", "four_vs_two_injections",
+             "better_at_month_3"]
 SAFETY_CLAIM = "MSC do not raise the odds of an adverse event by more than {pct:g}% (OR < {t:g})"
 
 
@@ -332,11 +335,14 @@ def claims_from_result(result, margin: float | None = None, time_months: float =
     if margin is None:
         margin = DEFAULT_MARGINS.get(measure, 0.2)
     table = claims(draws, ClaimSpec(margin=margin, unit=unit, time_months=time_months))
+    table.insert(0, "claim_id", CLAIM_IDS)
     if safety:
         table["interpretation"] = "not estimable: an efficacy claim; this is an adverse-event model"
-        table = pd.concat([table, _safety_row(result, or_threshold)], ignore_index=True)
+        table = pd.concat([table, _safety_row(result, or_threshold).assign(claim_id="safety")],
+                          ignore_index=True)
     p = result.provenance
     table["model"] = result.spec.name
+    table["measure"] = measure
     table["outcome"] = p.get("outcome", "")
     table["time_months"] = p.get("time", "")
     table["data"] = ("SIMULATED: " if result.simulated else "") + str(p.get("data_source", ""))
@@ -356,7 +362,7 @@ def claims_table(results, margin: float | None = None) -> pd.DataFrame:
     items = list(results.values()) if isinstance(results, Mapping) else list(results)
     if not items:
         raise ValueError("claims_table needs at least one fitted result")
-    tables = [claims_from_result(r, margin=margin).set_index("claim", drop=False) for r in items]
+    tables = [claims_from_result(r, margin=margin).set_index("claim_id", drop=False) for r in items]
     names = list(dict.fromkeys(c for t in tables for c in t.index))  # the six, then safety if present
     rows = []
     for name in names:

@@ -155,6 +155,12 @@ class MetaAnalysis:
 
         return influence(self, **kwargs)
 
+    def p_better_by_time(self, by_source: bool = False, ci: float = 0.95) -> pd.DataFrame:
+        """Time-course models: P(MSC better than control) at each time (overall, or per source)."""
+        from .build_multivariate import p_better_by_time
+
+        return p_better_by_time(self, by_source=by_source, ci=ci)
+
     def p_or_above(self, threshold: float = 1.0) -> pd.DataFrame:
         """Adverse-event models: P(odds ratio > threshold) overall and per source, with MC SE."""
         from .build_binomial import p_or_above
