@@ -4,13 +4,14 @@ Rows of the effect table are trial x comparison x outcome x time (``yi``, ``vi``
 outcomes are pooled; negative = benefit of MSC). A comparison contributes whichever of the modelled
 outcomes and times it reports; rows of other outcomes or times are listed as left out with a reason.
 
-Model (``c`` a comparison of source ``s``; ``o`` outcome; ``t`` time; ``r`` the row (c, o, t))::
+Model (``c`` a comparison of trial ``i`` and source ``s``; ``o`` outcome; ``t`` time; ``r`` the
+row (c, o, t))::
 
     y_c ~ MvNormal(theta_c, Sigma_c)                 rows of one comparison, known Sigma_c
     theta_r = overall_by_time[t]                      time course of the overall effect
             + b[s] + b_time[s, t]                     source, source x time
             + gamma[o] + d[s, o]                      outcome, source x outcome (several outcomes)
-            + u[c] + v[c, t] + w[c, o]                trial, trial x time, trial x outcome
+            + u[i] + v[i, t] + w[i, o]                trial, trial x time, trial x outcome
 
     b ~ N(0, sigma_source); b_time ~ N(0, sigma_source_time); gamma ~ N(0, sigma_outcome);
     d ~ N(0, sigma_source_outcome); u ~ N(0, tau); v ~ N(0, tau_time); w ~ N(0, tau_outcome).
@@ -39,10 +40,14 @@ exchangeable units). The gather ``M theta`` costs (rows x block size), not rows^
 ``sd_unit = diag(L) / se``, and computes ``y_white`` in the graph, so ``observed_data.y_obs`` is the
 whitened ``M y`` (equal to ``y`` when both rhos are 0).
 
-Comparisons of a multi-arm trial that share a control arm are treated as independent blocks: use
-the default ``effect_sizes(..., multiarm="split")`` (the control n is divided among them).
+**Multi-arm trials.** The trial effects ``u, v, w`` belong to the trial, so the MSC arms of a
+multi-arm trial share them (as in ``bayes_koa.simulation``); counting each comparison as a trial of
+its own would overstate how many trials inform a source. Differences between the arms of one trial
+(dose, injections) are not modelled. Their comparisons are separate whitening blocks, i.e. their
+sampling errors are treated as independent: use the default ``effect_sizes(..., multiarm="split")``
+(a shared arm's n is divided among the comparisons, Cochrane Handbook 23.3.4).
 
-**Implied correlations of true effects within a comparison** (given the source-level terms), with
+**Implied correlations of true effects within a trial** (given the source-level terms), with
 ``V = tau^2 + tau_time^2 + tau_outcome^2``:
 two outcomes at one time ``(tau^2 + tau_time^2) / V``; one outcome at two times
 ``(tau^2 + tau_outcome^2) / V``; different outcome and time ``tau^2 / V``. (The same form as the
@@ -69,9 +74,10 @@ Deterministics: ``overall_by_time`` (time), ``source_time_mean`` (source, time),
 (source; at ``reference_time``, default 6 months, so ranking and claims work unchanged),
 ``outcome_effect`` (outcome; overall effect on each outcome at the reference time),
 ``source_outcome_mean`` (source, outcome; at the reference time, with ``source_by_outcome``),
-``theta`` (row; each row's true effect). Likelihood: ``y_obs`` (row). Dim ``trial`` has one entry
-per comparison (as in the univariate kinds), ``row`` one per row used, ``block_pos`` indexes the
-rows of a comparison in the whitening gather.
+``theta`` (row; each row's true effect). Likelihood: ``y_obs`` (row). Dims: ``trial`` (one entry per
+trial), ``comparison`` (one per comparison; ``source_idx`` lives on it, so summaries count
+comparisons per source as the univariate kinds do), ``row`` (one per row used; labelled
+"trial (comparison) | outcome | t mo"), ``block_pos`` (position in the whitening gather).
 
 Every random effect is non-centred by default. ``parameterization = "mixed"`` centres the source
 level (``source_level[s] ~ Normal(overall_by_time[ref], sigma_source)``, the source's effect at the
@@ -89,7 +95,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .build import SOURCE_ORDER, ordered
+from .build import SOURCE_ORDER, Selection, ordered
 from .spec import ModelSpec, SpecError
 
 __all__ = ["MultiDesign", "check_structure", "parameters", "prepare", "build", "add_predictions",
@@ -199,17 +205,19 @@ def parameters(kind: str, structure: dict) -> list[str]:
 class MultiDesign:
     """Arrays the multivariate model is built from, with their labels (rows in model order)."""
 
-    trial: list[str]          # one label per comparison
+    trial: list[str]          # one label per trial (trial_id)
+    comparison: list[str]     # one label per comparison (trial_id, plus the comparison if the trial has several)
     source: list[str]
     outcome: list[str]
     time: list[float]
     row: list[str]
     y: np.ndarray
     se: np.ndarray
-    trial_idx: np.ndarray
+    trial_idx: np.ndarray       # row -> trial
+    comparison_idx: np.ndarray  # row -> comparison (the whitening blocks)
     outcome_idx: np.ndarray
     time_idx: np.ndarray
-    source_idx: np.ndarray    # per comparison (dim trial)
+    source_idx: np.ndarray    # per comparison (dim comparison)
     y_white: np.ndarray
     sd_white: np.ndarray
     W_idx: np.ndarray         # (row, block_pos): rows entering M theta (padding: own row, weight 0)
@@ -219,8 +227,9 @@ class MultiDesign:
 
     @property
     def coords(self) -> dict[str, list]:
-        return {"trial": self.trial, "source": self.source, "outcome": self.outcome, "time": self.time,
-                "row": self.row, "block_pos": list(range(self.W_idx.shape[1]))}
+        return {"trial": self.trial, "comparison": self.comparison, "source": self.source,
+                "outcome": self.outcome, "time": self.time, "row": self.row,
+                "block_pos": list(range(self.W_idx.shape[1]))}
 
     def shape_key(self) -> tuple:
         return tuple((k, len(v)) for k, v in self.coords.items())
@@ -233,7 +242,8 @@ class MultiDesign:
         """Values of the model's observation containers (``pm.Data``)."""
         vals = {"y": self.y, "se": self.se, "sd_unit": self.sd_white / self.se,
                 "W_idx": self.W_idx, "W_val": self.W_val, "trial_idx": self.trial_idx,
-                "time_idx": self.time_idx, "source_idx": self.source_idx}
+                "comparison_idx": self.comparison_idx, "time_idx": self.time_idx,
+                "source_idx": self.source_idx}
         if len(self.outcome) > 1:  # with one outcome the model has no outcome terms
             vals["outcome_idx"] = self.outcome_idx
         return vals
@@ -279,7 +289,10 @@ def whiten(y, se, block, outcome_idx, time_idx, rho_outcome: float, rho_time: fl
             # diagonal first (M_ii = 1), then the earlier rows of the block
             W_idx[a + i, : i + 1] = [a + i] + list(range(a, a + i))
             W_val[a + i, : i + 1] = [1.0] + list(M[i, :i])
-    return y_white, sd_white, W_idx, W_val
+    # drop trailing columns that carry no weight (all of them but the diagonal when both rhos are 0)
+    used = np.flatnonzero((W_val != 0).any(axis=0))
+    keep = int(used.max()) + 1 if used.size else 1
+    return y_white, sd_white, W_idx[:, :keep], W_val[:, :keep]
 
 
 def _opt(spec: ModelSpec) -> dict:
@@ -317,48 +330,38 @@ def prepare(spec: ModelSpec, effects: pd.DataFrame, outcome: str | None = None,
         df["vi"] = pd.to_numeric(df["sei"], errors="coerce") ** 2
     if "cell_source" not in df:
         raise SpecError(f"model {spec.name} needs a 'cell_source' column")
-    if "excluded_reason" not in df:
-        df["excluded_reason"] = ""
-    df["excluded_reason"] = df["excluded_reason"].fillna("").astype(str)
-
-    out = [df[df["excluded_reason"] != ""]]
-    df = df[df["excluded_reason"] == ""].copy()
-
-    def drop(mask, reason):
-        nonlocal df
-        mask = pd.Series(mask, index=df.index)
-        if isinstance(reason, str):
-            reason = pd.Series(reason, index=df.index)
-        if mask.any():
-            gone = df[mask].copy()
-            gone["excluded_reason"] = reason[mask].to_numpy()
-            out.append(gone)
-            df = df[~mask]
-
-    oc = df["outcome"].astype(str)
-    drop(~oc.isin(outcomes), "outcome " + oc + f" is not modelled by {spec.name} (outcomes: {', '.join(outcomes)})")
-    tm = pd.to_numeric(df["time_months"], errors="coerce")
-    drop(tm.isna(), "time_months not reported")
+    sel = Selection(df)
+    # one reason per outcome (or time) left out; masks are recomputed on the rows still in use
+    for o in sorted(set(sel.rows["outcome"].astype(str)) - set(outcomes)):
+        sel.drop(sel.rows["outcome"].astype(str) == o,
+                 f"outcome {o} is not modelled by {spec.name} (outcomes: {', '.join(outcomes)})")
+    sel.drop(pd.to_numeric(sel.rows["time_months"], errors="coerce").isna(), "time_months not reported")
     if opt["times"] != "all":
-        tm = pd.to_numeric(df["time_months"], errors="coerce")
-        keep = np.isclose(tm.to_numpy(float)[:, None], np.asarray(opt["times"])[None, :]).any(axis=1)
-        drop(~keep, "time " + tm.map(lambda v: f"{v:g}") + f" months is not modelled by {spec.name} "
-             f"(times: {', '.join(f'{t:g}' for t in opt['times'])})")
-    y = pd.to_numeric(df["yi"], errors="coerce")
-    v = pd.to_numeric(df["vi"], errors="coerce")
-    drop(~np.isfinite(y) | ~np.isfinite(v), "yi or vi not finite")
-    drop(pd.to_numeric(df["vi"], errors="coerce") <= 0, "vi must be > 0")
-    drop(df["cell_source"].isna() | (df["cell_source"].astype(str).str.strip() == ""),
-         f"cell source not reported (needed by {spec.name})")
-    excluded = pd.concat(out, ignore_index=True) if out else effects.iloc[0:0]
+        def months():
+            return pd.to_numeric(sel.rows["time_months"], errors="coerce").to_numpy(float)
+
+        modelled = np.asarray(opt["times"])
+        for t in sorted(set(t for t in months() if not np.isclose(t, modelled).any())):
+            sel.drop(months() == t, f"time {t:g} months is not modelled by {spec.name} "
+                     f"(times: {', '.join(f'{x:g}' for x in opt['times'])})")
+    y = pd.to_numeric(sel.rows["yi"], errors="coerce")
+    v = pd.to_numeric(sel.rows["vi"], errors="coerce")
+    sel.drop(~np.isfinite(y) | ~np.isfinite(v), "yi or vi not finite")
+    sel.drop(pd.to_numeric(sel.rows["vi"], errors="coerce") <= 0, "vi must be > 0")
+    src = sel.rows["cell_source"]
+    sel.drop(src.isna() | (src.astype(str).str.strip() == ""), f"cell source not reported (needed by {spec.name})")
+    excluded, df = sel.excluded(), sel.rows.copy()
     if df.empty:
-        reasons = sorted(set(excluded["excluded_reason"])) if len(excluded) else ["empty table"]
-        raise SpecError(f"no usable rows for model {spec.name}: " + "; ".join(reasons[:5]))
+        raise SpecError(f"no usable rows for model {spec.name}: {sel.reasons()}")
     if "cov_group" in df and (df["cov_group"].fillna("").astype(str) != "").any():
         warnings.warn(f"model {spec.name}: comparisons that share an arm (cov_group) are treated as "
                       "independent; compute effects with effect_sizes(..., multiarm='split') so no "
                       "patient is counted twice", UserWarning, stacklevel=3)
 
+    absent = [o for o in outcomes if o not in set(df["outcome"].astype(str))]
+    if absent:
+        warnings.warn(f"model {spec.name}: no usable rows for outcome(s) {', '.join(absent)}; their "
+                      "outcome effects are prior only", UserWarning, stacklevel=3)
     df["_label"] = _comparison_labels(df)
     df["_t"] = pd.to_numeric(df["time_months"]).astype(float)
     dup = df.duplicated(["_label", "outcome", "_t"], keep=False)
@@ -377,8 +380,11 @@ def prepare(spec: ModelSpec, effects: pd.DataFrame, outcome: str | None = None,
     if not any(math.isclose(ref, t) for t in time_grid):
         raise SpecError(f"model {spec.name}: reference_time {ref:g} months has no data (times with data: "
                         f"{', '.join(f'{t:g}' for t in time_grid)}); set structure reference_time")
-    # model order: comparisons as they first appear, then outcomes as listed, then time
-    labels = list(dict.fromkeys(df["_label"]))
+    # model order: trials as they first appear, their comparisons as they first appear, then
+    # outcomes as listed, then time (the rows of a comparison are contiguous: one whitening block)
+    trials = list(dict.fromkeys(df["trial_id"].astype(str)))
+    df["_i"] = df["trial_id"].astype(str).map({l: i for i, l in enumerate(trials)})
+    labels = list(dict.fromkeys(df.sort_values("_i", kind="stable")["_label"]))
     df["_c"] = df["_label"].map({l: i for i, l in enumerate(labels)})
     df["_o"] = df["outcome"].astype(str).map({o: i for i, o in enumerate(outcomes)})
     df["_ti"] = [int(np.flatnonzero(np.isclose(time_grid, t))[0]) for t in df["_t"]]
@@ -386,13 +392,13 @@ def prepare(spec: ModelSpec, effects: pd.DataFrame, outcome: str | None = None,
     sources = ordered(df["cell_source"].astype(str), SOURCE_ORDER)
     comp_source = df.groupby("_c", sort=True)["cell_source"].first().astype(str)
     yv, se = df["yi"].to_numpy(float), np.sqrt(df["vi"].to_numpy(float))
-    c_idx, o_idx, t_idx = (df[k].to_numpy(int) for k in ("_c", "_o", "_ti"))
+    i_idx, c_idx, o_idx, t_idx = (df[k].to_numpy(int) for k in ("_i", "_c", "_o", "_ti"))
     y_w, sd_w, W_idx, W_val = whiten(yv, se, c_idx, o_idx, t_idx, opt["rho_outcome"], opt["rho_time"])
     row_labels = [f"{l} | {o} | {t:g} mo" for l, o, t in zip(df["_label"], df["outcome"].astype(str), df["_t"])]
-    rows = df.drop(columns=["_label", "_t", "_c", "_o", "_ti"]).reset_index(drop=True)
+    rows = df.drop(columns=["_label", "_t", "_i", "_c", "_o", "_ti"]).reset_index(drop=True)
     design = MultiDesign(
-        trial=labels, source=sources, outcome=outcomes, time=[float(t) for t in time_grid], row=row_labels,
-        y=yv, se=se, trial_idx=c_idx, outcome_idx=o_idx, time_idx=t_idx,
+        trial=trials, comparison=labels, source=sources, outcome=outcomes, time=[float(t) for t in time_grid],
+        row=row_labels, y=yv, se=se, trial_idx=i_idx, comparison_idx=c_idx, outcome_idx=o_idx, time_idx=t_idx,
         source_idx=np.array([sources.index(s) for s in comp_source]),
         y_white=y_w, sd_white=sd_w, W_idx=W_idx, W_val=W_val, reference_time=ref, rows=rows)
     return design, excluded
@@ -439,9 +445,10 @@ def build(spec: ModelSpec, design: MultiDesign):
         sd_unit = pm.Data("sd_unit", design.sd_white / design.se, dims="row")
         W_idx = pm.Data("W_idx", design.W_idx, dims=("row", "block_pos"))
         W_val = pm.Data("W_val", design.W_val, dims=("row", "block_pos"))
-        c_idx = pm.Data("trial_idx", design.trial_idx, dims="row")
+        i_idx = pm.Data("trial_idx", design.trial_idx, dims="row")
+        c_idx = pm.Data("comparison_idx", design.comparison_idx, dims="row")
         t_idx = pm.Data("time_idx", design.time_idx, dims="row")
-        s_of_c = pm.Data("source_idx", design.source_idx, dims="trial")
+        s_of_c = pm.Data("source_idx", design.source_idx, dims="comparison")
         s_idx = s_of_c[c_idx]
 
         mu = pr["mu"].create("mu")
@@ -487,11 +494,11 @@ def build(spec: ModelSpec, design: MultiDesign):
         tau_time = pr["tau_time"].create("tau_time")
         u = effect("trial", tau, "trial")
         v = effect("trial_time", tau_time, ("trial", "time"))
-        loc = loc + u[c_idx] + v[c_idx, t_idx]
+        loc = loc + u[i_idx] + v[i_idx, t_idx]
         if multi:
             tau_outcome = pr["tau_outcome"].create("tau_outcome")
             w = effect("trial_outcome", tau_outcome, ("trial", "outcome"))
-            loc = loc + w[c_idx, o_idx]
+            loc = loc + w[i_idx, o_idx]
         theta = pm.Deterministic("theta", loc, dims="row")
         # whitened rows (module docstring): M y ~ Normal(M theta, diag(L)), diag(L) = se * sd_unit
         y_white = (W_val * y[W_idx]).sum(axis=1)
@@ -504,8 +511,10 @@ def add_predictions(dt: xr.DataTree, spec: ModelSpec, seed: int) -> None:
     """Add draws for a new trial at the reference time (seeded; like the univariate kinds).
 
     ``theta_new``: a new trial of a new source on a typical outcome of the modelled set;
-    ``theta_new_source`` (source): a new trial of each source; ``theta_new_outcome`` (outcome,
-    several outcomes only): a new trial of a new source on each outcome.
+    ``theta_new_source`` (source): a new trial of each source (typical outcome);
+    ``theta_new_outcome`` (outcome, several outcomes only): a new trial of a new source on each
+    outcome. A typical outcome adds the outcome SDs (``sigma_outcome``, ``sigma_source_outcome``,
+    ``tau_outcome``) to the trial and source SDs.
     """
     post = dt["posterior"].to_dataset()
     opt = _opt(spec)
