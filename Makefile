@@ -30,11 +30,12 @@ analyze: venv
 sensitivity: venv
 	$(VENV)/bin/bayes-koa sensitivity --out reports/main
 
+# two workers: a fit is compile-bound and compiling is single-threaded; files stay whole per worker
 test: venv
-	$(VENV)/bin/python -m pytest -m "not slow" -q
+	$(VENV)/bin/python -m pytest -m "not slow" -q -n 2 --dist loadfile
 
 test-slow: venv
-	$(VENV)/bin/python -m pytest -m slow -q
+	$(VENV)/bin/python -m pytest -m slow -q -n 2 --dist loadfile
 
 test-all: venv
 	$(VENV)/bin/python -m pytest -q

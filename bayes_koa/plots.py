@@ -106,6 +106,10 @@ def forest(result, ci: float = 0.95, ax=None, save=None):
     """
     post = result.dt["posterior"]
     theta = post["theta"]
+    if "row" in theta.dims:
+        raise ValueError(f"model {result.spec.name} has effects for several outcomes/times per trial; a forest "
+                         "plot shows one outcome at one time: fit that with source_hierarchical, or use "
+                         "result.p_better_by_time() and result.summary() for this model")
     row_dim = "comparison" if "comparison" in theta.dims else "trial"  # binomial models: per comparison
     labels = [str(t) for t in theta[row_dim].values]
     rows = result.effects.reset_index(drop=True)
