@@ -380,6 +380,7 @@ def add_predictions(dt: xr.DataTree, spec: ModelSpec, seed: int) -> None:
     rng = np.random.default_rng([seed, 7])
     shape = (post.sizes["chain"], post.sizes["draw"])
     tau = post["tau"]
+    # per-source tau: a new source gets the average of the sources' between-trial SDs (stated simplification)
     tau_overall = tau.mean("source") if "source" in tau.dims else tau
     if "source" in spec.levels:
         post["theta_new"] = (post["mu"] + post["sigma_source"] * rng.standard_normal(shape)

@@ -265,6 +265,8 @@ def add_predictions(dt: xr.DataTree, spec: ModelSpec, seed: int) -> None:
         new = post["mu"] + tau * noise()
         post["theta_new"] = new
     else:
+        # per-source tau: a trial of a new source gets the average of the sources' between-trial SDs
+        # (a stated simplification; drawing a new source's tau would need a hyperprior on the taus)
         tau_overall = tau.mean("source") if "source" in tau.dims else tau
         new = post["mu"] + post["sigma_source"] * noise() + tau_overall * noise()
         post["theta_new"] = new

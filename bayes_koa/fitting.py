@@ -160,12 +160,13 @@ def diagnose(dt: xr.DataTree, var_names: list[str] | None = None) -> pd.DataFram
         problems.append(f"{n_div} divergent transitions out of {n_chain * n_draw}: the posterior may be "
                         "biased. Raise target_accept (e.g. fit(..., target_accept=0.99)), keep the "
                         "non-centred parameterisation, or use more informative priors on the SDs.")
-    bad_r = table.index[table["r_hat"] > RHAT_MAX].tolist()
+    # written as "not <= / not >=" so a NaN statistic (a stuck or constant chain) counts as a problem
+    bad_r = table.index[~(table["r_hat"] <= RHAT_MAX)].tolist()
     if bad_r:
         problems.append(f"R-hat > {RHAT_MAX} for {', '.join(bad_r[:6])}{' ...' if len(bad_r) > 6 else ''}: "
                         "chains disagree. Run more draws/tune (fit(..., draws=4000, tune=2000)) and check the trace.")
     ess_min = ESS_PER_CHAIN_MIN * n_chain
-    low = table.index[(table["ess_bulk"] < ess_min) | (table["ess_tail"] < ess_min)].tolist()
+    low = table.index[~((table["ess_bulk"] >= ess_min) & (table["ess_tail"] >= ess_min))].tolist()
     if low:
         problems.append(f"ESS below {ess_min} for {', '.join(low[:6])}{' ...' if len(low) > 6 else ''}: "
                         "too few effective draws for stable intervals. Run more draws.")

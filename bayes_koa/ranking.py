@@ -150,7 +150,9 @@ def _ess(x: xr.DataArray, sdims: tuple[str, ...]) -> xr.DataArray:
     except Exception:  # pragma: no cover - defensive: never fail a summary on ESS
         return fallback
     ess = xr.DataArray(np.asarray(ess.values, dtype=float), dims=reduced.dims, coords=reduced.coords)
-    return ess.where(np.isfinite(ess) & (ess > 0), float(n))
+    # a non-finite ESS (stuck chains) stays NaN, so the MCSE shows NaN instead of an iid-sized SE that
+    # would hide a sampling problem; constant quantities get MCSE 0 in mcse_mean
+    return ess.where(np.isfinite(ess) & (ess > 0))
 
 
 def mcse_mean(x: xr.DataArray, sample_dims: tuple[str, ...] | None = None) -> xr.DataArray:
