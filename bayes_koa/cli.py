@@ -293,9 +293,67 @@ def cmd_claims(args) -> int:
 
 
 def cmd_sensitivity(args) -> int:
-    from .prior_sensitivity import run_cli
+    """``bayes-koa sensitivity``: fit, sweep the prior sets, print and write the results."""
+    import warnings
 
-    return run_cli(args)
+    from .fitting import SamplingWarning, fit
+    from .prior_sensitivity import sensitivity
+
+    t0 = time.time()
+    data = _load_data(args.data)
+    simulated = bool(getattr(data, "simulated", False))
+    if simulated:
+        print(SIM_LINE)
+    print(f"bayes-koa sensitivity: data {getattr(data, 'source', args.data)}; outcome {args.outcome} at month "
+          f"{args.time:g}; measure {args.measure}; model {args.model}")
+    eff = _effects_for(data, args.measure, args.outcome)
+    sets = [s.strip() for s in args.prior_sets.split(",") if s.strip()] if getattr(args, "prior_sets", None) else None
+    tune = int(getattr(args, "tune", None) or args.draws)  # as the main job: tune = draws
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SamplingWarning)
+        res = fit(eff, args.model, outcome=args.outcome, time=args.time, seed=args.seed, draws=args.draws,
+                  tune=tune, chains=args.chains)
+        print(f"Reference fit: {len(res.effects)} comparisons used, {len(res.excluded)} left out; seed {args.seed}, "
+              f"{args.chains} chains x {args.draws} draws")
+        sweep = sensitivity(res, sets)
+    for w in caught:
+        print(f"warning: {w.message}")
+    print("")
+    print("Prior sets and their resolved priors (the set's priors win; the rest as in the model file):")
+    wide_priors = sweep.priors.pivot(index="prior_set", columns="parameter", values="prior")
+    wide_priors = wide_priors.reindex(index=sweep.prior_sets, columns=list(res.spec.parameters))
+    with pd.option_context("display.width", 250, "display.max_columns", 30, "display.max_colwidth", 60,
+                           "display.max_rows", 500):
+        print(wide_priors.to_string())
+        if len(sweep.skipped):
+            print("Skipped: " + "; ".join(f"{r.prior_set} ({r.reason})" for r in sweep.skipped.itertuples()))
+        print("")
+        print(f"Posterior under each prior set ({res.spec.measure}; negative = favours MSC; "
+              "mean [95% interval]; probabilities):")
+        print(sweep.wide().to_string())
+        print("")
+        print("Paths: " + "; ".join(f"{r.prior_set}: {r.path}" for r in sweep.runs.itertuples()))
+        print(f"Claims: {sweep.table.attrs['claims']}")
+        flips = sweep.flips()
+        print("")
+        print(f"Flips relative to the reference ({len(flips)}):")
+        print(flips.to_string(index=False) if len(flips) else "  (none)")
+    print("")
+    print(sweep.summary_text())
+    print(f"\nElapsed {time.time() - t0:.1f} s (sweep {sweep.table.attrs['seconds']:.1f} s, "
+          f"{sweep.table.attrs['compiled_models']} new compiled model(s))")
+    if args.out:
+        folder = Path(args.out)
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_csv(sweep.table, folder / "sensitivity.csv", simulated, index=False)
+        _write_csv(flips, folder / "flips.csv", simulated, index=False)
+        _write_csv(sweep.priors, folder / "sensitivity_priors.csv", simulated, index=False)
+        import matplotlib
+
+        matplotlib.use("Agg")
+        sweep.plot(save=folder / "sensitivity.png")
+        print(f"Wrote sensitivity.csv, flips.csv, sensitivity_priors.csv, sensitivity.png to {folder}/")
+    return 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -332,7 +390,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default="source_hierarchical")
     s.add_argument("--prior-sets", default=None, help="comma-separated names (default: all that fit the measure)")
     s.add_argument("--seed", type=int, default=20261126)
-    s.add_argument("--draws", type=int, default=1000)
+    s.add_argument("--draws", type=int, default=2000)
     s.add_argument("--chains", type=int, default=4)
     s.set_defaults(func=cmd_sensitivity)
 

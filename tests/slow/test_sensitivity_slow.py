@@ -89,7 +89,7 @@ def test_cli_writes_the_report(tmp_path, capsys):
     assert text.splitlines()[0].startswith("SIMULATED")
     assert "Conclusions that hold under every prior set:" in text and "Conclusions that flip:" in text
     assert "HalfNormal(sigma=3)" in text  # tau_small's resolved tau prior is shown
-    for name in ("sensitivity.csv", "flips.csv", "priors.csv"):
+    for name in ("sensitivity.csv", "flips.csv", "sensitivity_priors.csv"):
         lines = (out / name).read_text().splitlines()
         assert lines[0].startswith("# SIMULATED"), name
     table = pd.read_csv(out / "sensitivity.csv", comment="#")
