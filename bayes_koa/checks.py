@@ -602,11 +602,9 @@ def _level_draws_of(post: xr.Dataset, level: str, labels: Sequence[str]) -> tupl
 
 
 def _settings(result) -> dict:
-    p = result.provenance
-    st = dict(p.get("sampler_settings", {}))
-    return {"seed": int(p.get("seed", 0)), "draws": int(st.get("draws", 2000)), "tune": int(st.get("tune", 2000)),
-            "chains": int(st.get("chains", 4)), "target_accept": float(st.get("target_accept", 0.99)),
-            "sampler": str(p.get("sampler", "nutpie"))}
+    from .fitting import sampler_settings
+
+    return sampler_settings(result)
 
 
 def _refit_without(result, position: int, label: str) -> tuple[xr.Dataset, str]:

@@ -123,6 +123,18 @@ def sample_spec(spec: ModelSpec, design, *, seed: int, draws: int = 2000, tune: 
     return dt
 
 
+DEFAULT_SETTINGS = {"draws": 2000, "tune": 2000, "chains": 4, "target_accept": 0.99, "sampler": "nutpie"}
+
+
+def sampler_settings(result) -> dict:
+    """Seed and sampler settings a result was fitted with (refits reuse them: sweeps, leave-one-out)."""
+    p = result.provenance
+    st = {**DEFAULT_SETTINGS, **dict(p.get("sampler_settings", {}))}
+    return {"seed": int(p.get("seed", 0)), "draws": int(st["draws"]), "tune": int(st["tune"]),
+            "chains": int(st["chains"]), "target_accept": float(st["target_accept"]),
+            "sampler": str(p.get("sampler", DEFAULT_SETTINGS["sampler"]))}
+
+
 def add_predictions(dt: xr.DataTree, spec: ModelSpec, seed: int) -> None:
     """Add draws for a new trial to the posterior, as the model's kind defines them."""
     kind_module(spec.kind).add_predictions(dt, spec, seed)

@@ -298,12 +298,9 @@ def exact_quantities(spec: ModelSpec, design, name: str) -> list[dict]:
 # the sweep
 # ---------------------------------------------------------------------------------------------
 def _settings(result) -> dict:
-    a = result.dt.attrs
-    s = json.loads(a.get("bayes_koa_sampler_settings", "{}"))
-    return {"seed": int(a.get("bayes_koa_seed", 0)), "draws": int(s.get("draws", 1000)),
-            "tune": int(s.get("tune", 1000)), "chains": int(s.get("chains", 4)),
-            "target_accept": float(s.get("target_accept", 0.95)),
-            "sampler": str(a.get("bayes_koa_sampler", "nutpie"))}
+    from .fitting import sampler_settings
+
+    return sampler_settings(result)
 
 
 def _as_result(result, spec: ModelSpec, design, dt: xr.DataTree, settings: dict):
