@@ -17,7 +17,7 @@ import pandas as pd
 from .spec import ModelSpec, kind_module
 
 __all__ = ["prepare", "build_model", "data_values", "SOURCE_ORDER", "ORIGIN_ORDER", "ordered", "Selection",
-           "missing"]
+           "missing", "normal_level"]
 
 SOURCE_ORDER = ("BM", "UC", "AD", "placenta", "BMAC", "other")
 ORIGIN_ORDER = ("autologous", "allogeneic")
@@ -59,6 +59,19 @@ class Selection:
 
     def reasons(self) -> str:
         return "; ".join(sorted(set(self.excluded()["excluded_reason"]))) or "empty table"
+
+
+def normal_level(name: str, loc, sd, dims, noncentered: bool, z_name: str):
+    """``name ~ Normal(loc, sd)`` over ``dims``; non-centred as ``loc + sd * z_name`` with standard normal z.
+
+    The one way every kind writes a hierarchical level (source means, cells, trial effects).
+    """
+    import pymc as pm
+
+    if not noncentered:
+        return pm.Normal(name, loc, sd, dims=dims)
+    z = pm.Normal(z_name, 0.0, 1.0, dims=dims)
+    return pm.Deterministic(name, loc + sd * z, dims=dims)
 
 
 def data_values(spec: ModelSpec, design) -> dict[str, np.ndarray]:  # noqa: D103

@@ -62,7 +62,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .build import SOURCE_ORDER, Selection, missing, ordered
+from .build import SOURCE_ORDER, Selection, missing, normal_level, ordered
 from .data import DataValidationError
 from .spec import ModelSpec, SpecError
 
@@ -344,12 +344,8 @@ def build(spec: ModelSpec, design: Design):
         pm.Deterministic("odds_ratio", pt.exp(mu))
         if "source" in spec.levels:
             s_idx = pm.Data("source_idx", design.source_idx, dims="comparison")
-            sigma_source = pr["sigma_source"].create("sigma_source")
-            if nc:
-                z_s = pm.Normal("z_source", 0.0, 1.0, dims="source")
-                source_mean = pm.Deterministic("source_mean", mu + sigma_source * z_s, dims="source")
-            else:
-                source_mean = pm.Normal("source_mean", mu, sigma_source, dims="source")
+            source_mean = normal_level("source_mean", mu, pr["sigma_source"].create("sigma_source"), "source",
+                                       nc, "z_source")
             pm.Deterministic("source_odds_ratio", pt.exp(source_mean), dims="source")
             loc = source_mean[s_idx]
         else:
@@ -358,11 +354,7 @@ def build(spec: ModelSpec, design: Design):
             tau = pr["tau"].create("tau", dims="source")[s_idx]
         else:
             tau = pr["tau"].create("tau")
-        if nc:
-            z = pm.Normal("z", 0.0, 1.0, dims="comparison")
-            theta = pm.Deterministic("theta", loc + tau * z, dims="comparison")
-        else:
-            theta = pm.Normal("theta", loc, tau, dims="comparison")
+        theta = normal_level("theta", loc, tau, "comparison", nc, "z")
         alpha = pr["alpha"].create("alpha", dims="trial")
         # control arms take 0, MSC arm j takes theta[j]
         theta_arm = pt.concatenate([pt.zeros(1), theta])[c_idx]

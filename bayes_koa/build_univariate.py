@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .build import ORIGIN_ORDER, SOURCE_ORDER, Selection, missing, ordered
+from .build import ORIGIN_ORDER, SOURCE_ORDER, Selection, missing, normal_level, ordered
 from .spec import MODERATORS, ModelSpec, SpecError
 
 __all__ = ["Design", "check_structure", "parameters", "prepare", "build", "add_predictions"]
@@ -191,6 +191,7 @@ def parameters(kind: str, structure: dict) -> list[str]:
 def build(spec: ModelSpec, design: Design):
     """The fixed / random / hierarchical model (normal likelihood with known standard errors)."""
     import pymc as pm
+    import pytensor.tensor as pt
 
     pr = spec.prior_dict
     # "mixed": group means centred (many trials per source inform them), trial effects non-centred
@@ -200,47 +201,28 @@ def build(spec: ModelSpec, design: Design):
         y = pm.Data("y", design.y, dims="trial")
         se = pm.Data("se", design.se, dims="trial")
         mu = pr["mu"].create("mu")
-        if spec.kind == "fixed":
-            loc = mu
-        elif spec.kind == "random":
-            loc = mu
-        else:
+        loc = mu
+        if spec.kind == "hierarchical":
             s_idx = pm.Data("source_idx", design.source_idx, dims="trial")
-            sigma_source = pr["sigma_source"].create("sigma_source")
-            if nc:
-                z_s = pm.Normal("z_source", 0.0, 1.0, dims="source")
-                source_mean = pm.Deterministic("source_mean", mu + sigma_source * z_s, dims="source")
-            else:
-                source_mean = pm.Normal("source_mean", mu, sigma_source, dims="source")
+            source_mean = normal_level("source_mean", mu, pr["sigma_source"].create("sigma_source"), "source",
+                                       nc, "z_source")
+            loc = source_mean[s_idx]
             if "origin" in spec.levels:
                 o_idx = pm.Data("origin_idx", design.origin_idx, dims="trial")
-                sigma_origin = pr["sigma_origin"].create("sigma_origin")
-                if nc:
-                    z_c = pm.Normal("z_cell", 0.0, 1.0, dims=("source", "origin"))
-                    cell_mean = pm.Deterministic("cell_mean", source_mean[:, None] + sigma_origin * z_c,
-                                                 dims=("source", "origin"))
-                else:
-                    cell_mean = pm.Normal("cell_mean", source_mean[:, None], sigma_origin,
-                                          dims=("source", "origin"))
+                cell_mean = normal_level("cell_mean", source_mean[:, None], pr["sigma_origin"].create("sigma_origin"),
+                                         ("source", "origin"), nc, "z_cell")
                 loc = cell_mean[s_idx, o_idx]
-            else:
-                loc = source_mean[s_idx]
         for m in spec.moderators:
             x = pm.Data(f"X_{m}", design.X[m], dims="trial")
             loc = loc + pr[f"beta_{m}"].create(f"beta_{m}") * x
         if spec.kind == "fixed":
-            theta = pm.Deterministic("theta", loc + 0.0 * y, dims="trial")
+            theta = pm.Deterministic("theta", loc * pt.ones_like(y), dims="trial")  # one effect, per trial
         else:
             if spec.between_trial_sd == "per_source":
-                tau_s = pr["tau"].create("tau", dims="source")
-                tau = tau_s[s_idx]
+                tau = pr["tau"].create("tau", dims="source")[s_idx]
             else:
                 tau = pr["tau"].create("tau")
-            if nc_trial:
-                z = pm.Normal("z", 0.0, 1.0, dims="trial")
-                theta = pm.Deterministic("theta", loc + tau * z, dims="trial")
-            else:
-                theta = pm.Normal("theta", loc, tau, dims="trial")
+            theta = normal_level("theta", loc, tau, "trial", nc_trial, "z")
         pm.Normal("y_obs", mu=theta, sigma=se, observed=y, dims="trial")
     return model
 
