@@ -170,7 +170,7 @@ def cmd_analyze(args) -> int:
     unit = "mm on a 0-100 VAS" if args.measure == "MD" and args.outcome == "VAS" else args.measure
     out("")
     out(f"Posterior summary ({unit}; negative = favours MSC; 95% equal-tailed intervals):")
-    cols = ["what", "mean", "q2.5", "median", "q97.5", "P(effect<0)", "n_trials"]
+    cols = ["what", "mean", "q2.5", "median", "q97.5", "P(effect<0)", "n_comparisons"]
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_rows", 200):
         s = summ[[c for c in cols if c in summ]]
         out(s[~s.index.str.startswith("theta[")].round(3).to_string())

@@ -70,7 +70,7 @@ def _rows(da: xr.DataArray, var: str, ci: float, mcse: xr.DataArray, ess: xr.Dat
             "r_hat": float(rhat[sel]) if rhat is not None else np.nan,
         }
         if counts is not None:
-            row["n_trials"] = counts.get(tuple(labels.values()), 0)
+            row["n_comparisons"] = counts.get(tuple(labels.values()), 0)
         out.append(row)
     return out
 
@@ -103,7 +103,7 @@ def summary_table(dt: xr.DataTree, ci: float = 0.95, include_trials: bool = True
     Rows: overall mean, between-source/-origin/-trial SDs, each source (and source x origin) mean,
     meta-regression coefficients, the prediction for a new trial, and the shrunken trial effects.
     Columns: mean, sd, equal-tailed ``ci`` interval, median, P(effect < 0), MCSE of the mean, bulk
-    ESS, R-hat, and the number of trials behind each source/cell (0 = prior only).
+    ESS, R-hat, and the number of comparisons (trial x MSC arm rows) behind each source/cell (0 = prior only).
     """
     import arviz as az
 

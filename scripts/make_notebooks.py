@@ -209,7 +209,7 @@ are left out (and listed). Cells with no trial (e.g. autologous UC) are prior-on
     code("""
 res_origin = bk.fit(vas, "source_origin", time=6, seed=20261126, **DRAWS)
 print(res_origin.excluded[["trial_id", "comparison", "excluded_reason"]].to_string(index=False))
-res_origin.summary(include_trials=False).filter(like="cell_mean", axis=0)[["mean", "q2.5", "q97.5", "n_trials"]].round(2)
+res_origin.summary(include_trials=False).filter(like="cell_mean", axis=0)[["mean", "q2.5", "q97.5", "n_comparisons"]].round(2)
 """),
     md("""
 ## 4. Dose and number of injections
