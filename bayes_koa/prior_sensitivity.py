@@ -485,8 +485,9 @@ def detect_flips(table: pd.DataFrame, reference: str = REFERENCE,
                 ex_c = c["q97.5"] < 0 or c["q2.5"] > 0
                 if ex_r != ex_c:
                     what = ("95% interval of mu stops excluding 0" if ex_r else "95% interval of mu starts excluding 0")
+                    noisy = _bound_near_zero(r, mc_sigmas) or _bound_near_zero(c, mc_sigmas)
                     out.append((ps, q, _interval_text(r["q2.5"], r["q97.5"]), _interval_text(c["q2.5"], c["q97.5"]),
-                                0.0, what, False))
+                                0.0, what, noisy))
                 continue
             if q.startswith("P(best)["):
                 thresholds = best_thresholds
@@ -497,14 +498,29 @@ def detect_flips(table: pd.DataFrame, reference: str = REFERENCE,
             vr, vc = float(r["value"]), float(c["value"])
             if not (np.isfinite(vr) and np.isfinite(vc)):
                 continue
-            se_r = float(r["mcse"]) if np.isfinite(r["mcse"]) else 0.0
-            se_c = float(c["mcse"]) if np.isfinite(c["mcse"]) else 0.0
+            se_r, se_c = float(r["mcse"]), float(c["mcse"])
             for t in thresholds:
                 if _above(vr, t) != _above(vc, t):
                     verb = "falls to or below" if _above(vr, t) else "rises above"
-                    noisy = abs(vr - t) <= mc_sigmas * se_r or abs(vc - t) <= mc_sigmas * se_c
+                    # an unknown MC SE (NaN: ESS could not be estimated) counts as noisy, never as certain
+                    noisy = (not (np.isfinite(se_r) and np.isfinite(se_c))
+                             or abs(vr - t) <= mc_sigmas * se_r or abs(vc - t) <= mc_sigmas * se_c)
                     out.append((ps, q, vr, vc, t, f"{q} {verb} {t:g} ({vr:.3f} -> {vc:.3f})", bool(noisy)))
     return pd.DataFrame(out, columns=cols)
+
+
+# MC SE of a 2.5% / 97.5% quantile relative to the MC SE of the mean, for a normal posterior:
+# sqrt(p (1 - p)) / phi(z_p) = sqrt(0.025 * 0.975) / 0.0584 = 2.67 (e.g. Vehtari et al. 2021, Bayesian
+# Analysis 16:667, section on quantile MCSE); the table keeps only the MC SE of the mean.
+_QUANTILE_MCSE_FACTOR = 2.67
+
+
+def _bound_near_zero(row, mc_sigmas: float) -> bool:
+    """Is an end of the 95% interval of mu within ``mc_sigmas`` quantile-MCSEs of 0?"""
+    se = float(row["mcse"]) * _QUANTILE_MCSE_FACTOR
+    if not np.isfinite(se):
+        return True
+    return min(abs(float(row["q2.5"])), abs(float(row["q97.5"]))) <= mc_sigmas * se
 
 
 def _band(q: str, v: float, thresholds: Sequence[float]) -> str:

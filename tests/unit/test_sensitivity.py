@@ -389,3 +389,18 @@ def test_power_scaling_needs_log_groups():
     res = _re_result([-0.5, -0.1, -0.9], [0.2, 0.25, 0.3])
     with pytest.raises(ValueError, match="log_prior and log_likelihood"):
         ps.power_scaling(res)
+
+
+def test_mu_interval_flip_near_zero_is_marked_noisy():
+    # mu's mean has MC SE 0.01 in _table, so an interval end's MC SE is about 2.67 x 0.01 = 0.027
+    # (normal approximation); an end at +0.03 is within 2 such SEs of 0, an end at +0.5 is not
+    near = ps.detect_flips(_table({"reference": REF, "other": {**REF, "mu": (-4.0, 0.03)}}))
+    far = ps.detect_flips(_table({"reference": REF, "other": {**REF, "mu": (-4.0, 0.5)}}))
+    assert near.set_index("quantity").loc["mu", "within_mc_error"]
+    assert not far.set_index("quantity").loc["mu", "within_mc_error"]
+
+
+def test_unknown_mcse_never_makes_a_crossing_look_certain():
+    t = _table({"reference": {**REF, "pmu": 0.99, "mcse": float("nan")}, "other": {**REF, "pmu": 0.80}})
+    f = ps.detect_flips(t)
+    assert f[f["quantity"] == "P(mu<0)"]["within_mc_error"].all()
