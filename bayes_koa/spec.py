@@ -52,7 +52,9 @@ class SpecError(ValueError):
 
 # Package defaults, per effect measure, in that measure's units. SMD: weakly informative on the
 # standardised scale (|SMD| > 2 is rare in KOA trials; tau ~ 0.5 is "large" heterogeneity). MD: VAS
-# in mm on 0-100 (the published pooled VAS MDs are -13 to -19 mm; pooled_targets.csv). logOR/logRR:
+# in mm on 0-100 (the published pooled VAS MDs are -13 to -19 mm; pooled_targets.csv); 1 SMD is about
+# 20 mm (arm-level VAS SDs of LamoEspinosa_2020 in the bundled outcomes.csv), and the MD defaults are
+# the SMD defaults x 20 mm widened about 2.5-fold: vaguer, as package defaults should be. logOR/logRR:
 # odds ratios between 1/50 and 50 a priori; tau 1 is very large heterogeneity on the log-odds scale.
 DEFAULT_PRIORS: dict[str, dict[str, str]] = {
     "SMD": {
