@@ -13,41 +13,48 @@ __version__ = "0.1.0"
 # public name -> module that defines it (one place; keeps the package import cheap)
 _EXPORTS = {
     # data
-    "load_koa_msc": "bayes_koa.data",
+    "load_koa_msc": "bayes_koa.koa.bundled",
     "read_trials": "bayes_koa.data",
     "TrialData": "bayes_koa.data",
     "DataValidationError": "bayes_koa.data",
     # effect sizes
     "effect_sizes": "bayes_koa.effects",
-    # model spec and priors
-    "load_spec": "bayes_koa.spec",
+    # model spec, priors, kinds
+    "load_spec": "bayes_koa.kinds",
     "list_models": "bayes_koa.spec",
     "ModelSpec": "bayes_koa.spec",
-    "parse_prior": "bayes_koa.priors",
-    "Prior": "bayes_koa.priors",
-    "load_prior_set": "bayes_koa.priors",
-    "list_prior_sets": "bayes_koa.priors",
-    # model building and fitting
-    "build_model": "bayes_koa.build",
-    "fit": "bayes_koa.fitting",
-    "MetaAnalysis": "bayes_koa.result",
-    "load": "bayes_koa.result",
+    "parse_prior": "bayes_koa.spec",
+    "Prior": "bayes_koa.spec",
+    "load_prior_set": "bayes_koa.spec",
+    "list_prior_sets": "bayes_koa.spec",
+    "Kind": "bayes_koa.kinds",
+    "Option": "bayes_koa.kinds",
+    "Roles": "bayes_koa.kinds",
+    "register_kind": "bayes_koa.kinds",
+    "get_kind": "bayes_koa.kinds",
+    "build_model": "bayes_koa.kinds",
+    # fitting and results
+    "fit": "bayes_koa.api.fitting",
+    "MetaAnalysis": "bayes_koa.api.result",
+    "load": "bayes_koa.api.result",
+    "SamplingWarning": "bayes_koa.inference.diagnostics",
+    "SamplingInterrupted": "bayes_koa.inference.sampling",
     # reference and summaries
-    "exact_normal_normal": "bayes_koa.exact",
-    "rank_probabilities": "bayes_koa.ranking",
-    "sucra": "bayes_koa.ranking",
-    "rank_summary": "bayes_koa.ranking",
-    
-    "claims_table": "bayes_koa.claims",
-    "compare": "bayes_koa.checks",
-    "p_or_above": "bayes_koa.build_binomial",
-    "simulate": "bayes_koa.simulation",
-    "load_simulated": "bayes_koa.simulation",
-    "sensitivity": "bayes_koa.prior_sensitivity",
-    "sensitivity_grid": "bayes_koa.prior_sensitivity",
-    "power_scaling": "bayes_koa.prior_sensitivity",
+    "exact_normal_normal": "bayes_koa.inference.exact",
+    "rank_probabilities": "bayes_koa.analysis.ranking",
+    "sucra": "bayes_koa.analysis.ranking",
+    "rank_summary": "bayes_koa.analysis.ranking",
+    "compare": "bayes_koa.analysis.checks",
+    "claims_table": "bayes_koa.koa.claims",
+    "p_or_above": "bayes_koa.kinds.binomial",
+    "simulate": "bayes_koa.koa.simulation",
+    "load_simulated": "bayes_koa.koa.simulation",
+    "sensitivity": "bayes_koa.workflows.sensitivity",
+    "sensitivity_grid": "bayes_koa.workflows.sensitivity",
+    "power_scaling": "bayes_koa.workflows.sensitivity",
 }
 
+_ALIASES = {"register_kind": "register"}
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
@@ -56,7 +63,7 @@ def __getattr__(name: str):
         module = _EXPORTS[name]
     except KeyError:
         raise AttributeError(f"module 'bayes_koa' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(module), _ALIASES.get(name, name))
     globals()[name] = value
     return value
 

@@ -13,23 +13,30 @@ from pathlib import Path
 
 import pandas as pd
 
+from .api.fitting import fit
+from .api.result import MetaAnalysis
+from .data import read_trials
+from .effects import effect_sizes
+from .inference.diagnostics import SamplingWarning
+from .kinds import load_spec
+from .koa.bundled import load_koa_msc
+from .koa.claims import claims_table
+from .koa.simulation import load_simulated
+from .spec import PriorError, list_models, list_prior_sets
+
 SIM_LINE = "SIMULATED DATA (bayes_koa.simulate, documented seed): not trial results."
 
 
 def _load_data(spec: str):
     """``simulated`` (default), ``bundled`` (the real extracted numbers) or ``TRIALS.csv,OUTCOMES.csv``."""
-    from . import data as bkdata
-
     if spec == "simulated":
-        from .simulation import load_simulated
-
         return load_simulated()
     if spec == "bundled":
-        return bkdata.load_koa_msc()
+        return load_koa_msc()
     parts = spec.split(",")
     if len(parts) != 2:
         raise SystemExit("--data must be 'simulated', 'bundled' or 'TRIALS.csv,OUTCOMES.csv'")
-    return bkdata.read_trials(parts[0], parts[1])
+    return read_trials(parts[0], parts[1])
 
 
 def _is_simulated(data) -> bool:
@@ -65,7 +72,6 @@ class _Tee:
 
 
 def _effects_for(data, measure: str, outcome: str | None):
-    from .effects import effect_sizes
 
     eff = effect_sizes(data, measure=measure, outcomes=[outcome] if outcome else None)
     eff.attrs["simulated"] = _is_simulated(data)
@@ -116,10 +122,7 @@ def cmd_effects(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from .priors import list_prior_sets
-    from .spec import list_models, load_spec
 
-    from .priors import PriorError
 
     for name in list_models():
         try:
@@ -134,7 +137,6 @@ def cmd_models(args) -> int:
 def cmd_analyze(args) -> int:
     import warnings
 
-    from .fitting import SamplingWarning, fit
 
     t0 = time.time()
     out = _Tee()
@@ -170,17 +172,18 @@ def cmd_analyze(args) -> int:
     unit = "mm on a 0-100 VAS" if args.measure == "MD" and args.outcome == "VAS" else args.measure
     out("")
     out(f"Posterior summary ({unit}; negative = favours MSC; 95% equal-tailed intervals):")
-    cols = ["what", "mean", "q2.5", "median", "q97.5", "P(effect<0)", "n_comparisons"]
+    cols = ["what", "mean", "eti95_lb", "median", "eti95_ub", "p_benefit", "n_comparisons"]
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_rows", 200):
         s = summ[[c for c in cols if c in summ]]
         out(s[~s.index.str.startswith("theta[")].round(3).to_string())
         out("")
         n_sources = len(res.dt["posterior"]["source"]) if "source" in res.dt["posterior"].coords else 0
-        if "source" in res.spec.levels and n_sources >= 2:
+        has_groups = "source" in res.kind.rank_levels(res.spec)
+        if has_groups and n_sources >= 2:
             out("Ranking of cell sources (rank 1 = largest benefit; SUCRA with its 95% interval):")
             out(_compact_ranking(res.rank("source")).to_string(index=False))
             out("")
-        elif "source" in res.spec.levels:
+        elif has_groups:
             out(f"Ranking of cell sources: not possible, the data have {n_sources} source(s) with trials.")
             out("")
         weak = res.contraction()
@@ -203,7 +206,7 @@ def cmd_analyze(args) -> int:
         _write_csv(res.excluded, folder / "excluded.csv", simulated, index=False)
         _write_csv(claims, folder / "claims.csv", simulated, index=False)
         _write_csv(res.contraction(), folder / "contraction.csv", simulated)
-        if "source" in res.spec.levels and n_sources >= 2:
+        if has_groups and n_sources >= 2:
             _write_csv(res.rank("source"), folder / "ranking.csv", simulated, index=False)
             _write_csv(res.rank_probabilities("source").to_pandas(), folder / "rank_probabilities.csv", simulated)
             pw = res.pairwise("source")
@@ -213,7 +216,7 @@ def cmd_analyze(args) -> int:
 
             matplotlib.use("Agg")
             res.plot_forest(save=folder / "forest.png")
-            if "source" in res.spec.levels and n_sources >= 2:
+            if has_groups and n_sources >= 2:
                 res.plot_rankogram(save=folder / "rankogram.png")
                 res.plot_densities(save=folder / "source_densities.png")
         except ImportError as e:  # plots module not available
@@ -238,8 +241,6 @@ def cmd_claims(args) -> int:
     """Fit the models each claim needs, print the claims table with a model check per model."""
     import warnings
 
-    from .claims import claims_table
-    from .fitting import SamplingWarning, fit
 
     out = _Tee()
     data = _load_data(args.data)
@@ -296,8 +297,6 @@ def cmd_sensitivity(args) -> int:
     """``bayes-koa sensitivity``: fit, sweep the prior sets, print and write the results."""
     import warnings
 
-    from .fitting import SamplingWarning, fit
-    from .prior_sensitivity import sensitivity
 
     t0 = time.time()
     data = _load_data(args.data)
@@ -315,7 +314,7 @@ def cmd_sensitivity(args) -> int:
                   tune=tune, chains=args.chains)
         print(f"Reference fit: {len(res.effects)} comparisons used, {len(res.excluded)} left out; seed {args.seed}, "
               f"{args.chains} chains x {args.draws} draws")
-        sweep = sensitivity(res, sets)
+        sweep = res.sensitivity(sets)
     for w in caught:
         print(f"warning: {w.message}")
     print("")

@@ -1,6 +1,6 @@
 """Benchmark: a prior sweep on the cached compiled model versus naive refits.
 
-Data: the shipped SIMULATED data set (bayes_koa.simulation.load_simulated), VAS at month 6, mean
+Data: the shipped SIMULATED data set (bayes_koa.koa.simulation.load_simulated), VAS at month 6, mean
 differences (mm), model source_hierarchical. Twelve prior sets: the nine named sets with an MD
 table (the Rhodes and Turner sets are published for SMD / log OR only) plus three dicts.
 
@@ -21,11 +21,11 @@ import warnings
 
 import numpy as np
 
-from bayes_koa import fitting
+from bayes_koa.inference import sampling as fitting
 from bayes_koa.cli import SIM_LINE
-from bayes_koa.effects import effect_sizes
-from bayes_koa.prior_sensitivity import resolve_prior_sets, sensitivity
-from bayes_koa.simulation import load_simulated
+from bayes_koa.effects.table import effect_sizes
+from bayes_koa.workflows.sensitivity import resolve_prior_sets, sensitivity
+from bayes_koa.koa.simulation import load_simulated
 
 EXTRA_SETS = {
     "tau ~ HalfNormal(sigma=5)": {"tau": "HalfNormal(sigma=5)"},

@@ -36,7 +36,7 @@ THIN = [
     md("""
 # What the real bundled data can and cannot tell
 
-This notebook fits the **real** extracted numbers shipped in `bayes_koa/data/koa_msc/` (every number with its
+This notebook fits the **real** extracted numbers shipped in `bayes_koa/koa/data/koa_msc/` (every number with its
 published source). Of 33 trials with designs, only four have outcome numbers, and for one of them the per-arm
 sample sizes are not reported. The point is to show how bayes_koa reports what it left out, why, and which
 parameters the data cannot inform, instead of printing confident-looking numbers.
@@ -79,7 +79,7 @@ record them as `n_from = "user"`. We do not guess them here.
 
 Only Lamo-Espinosa 2020 has usable WOMAC totals. A random-effects fit at 12 months is possible, but one
 trial says almost nothing about the between-trial SD: its posterior keeps most of the prior's variance
-(contraction near or below 0.2 in the table), so the interval for mu and for a new trial is as wide as the
+(contraction near or below 0.2 in the table), so the interval for mu and for a new trial is as the  
 prior on tau makes it.
 """),
     code("""
@@ -122,7 +122,7 @@ WALK = [
     md("""
 # MSC injections for knee osteoarthritis: the full Bayesian meta-analysis
 
-**SIMULATED DATA.** Every outcome number in this notebook comes from `bayes_koa/data/simulated/`: arm-level
+**SIMULATED DATA.** Every outcome number in this notebook comes from `bayes_koa/koa/data/simulated/`: arm-level
 summaries drawn (seed 20261126) on the 25 real in-scope trial designs from a stated truth, because the real
 extracted outcome numbers are far too thin to rank cell sources (see notebook 03). The truth is sized on
 published pooled estimates and makes the 2023 paper's ordering UC > AD > BM true, so you can watch the
@@ -291,7 +291,7 @@ table[["claim", "probability", "mc_se", "interpretation", "model", "measure", "o
     md("""
 ## 9. Bringing your own extraction
 
-Your data need the same two tables as `bayes_koa/data/koa_msc/` (schema in `docs/data_schema.md`): one row per
+Your data need the same two tables as `bayes_koa/koa/data/koa_msc/` (schema in `docs/data_schema.md`): one row per
 trial x arm (design, cell source, origin, dose, n) and one row per trial x arm x outcome x time (mean/SD, or
 SE, CI, median/IQR; `events` for adverse events), each row with its source. `bk.read_trials` validates them
 and names the trial, arm and column of every problem. Here we write the simulated tables to CSV and read

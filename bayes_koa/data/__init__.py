@@ -1,11 +1,10 @@
-"""Trial data: the column contract (:mod:`.schema`), reading and validation (:mod:`.reader`),
-and the bundled curated tables (``koa_msc/``)."""
+"""Trial data: the column contract (:mod:`.schema`), reading and validation (:mod:`.reader`)."""
 
 from .reader import (
     DataValidationError,
     DataValidationWarning,
     TrialData,
-    load_koa_msc,
+    read_bundle,
     read_trials,
     validate,
 )
@@ -22,7 +21,7 @@ from .schema import (
 
 __all__ = [
     "TrialData",
-    "load_koa_msc",
+    "read_bundle",
     "read_trials",
     "validate",
     "DataValidationError",

@@ -681,18 +681,13 @@ def _build(inputs: dict[str, _Input | None], source: str) -> TrialData:
     )
 
 
-def load_koa_msc() -> TrialData:
-    """The bundled curated data (``bayes_koa/data/koa_msc``), parsed and validated.
-
-    Warns (DataValidationWarning) about the rows kept as documented but not poolable
-    (JSW_mm, direction unclear) and the Ruane_2021 CI printed around the wrong estimate.
-    """
-    root = resources.files("bayes_koa.data").joinpath("koa_msc")
+def read_bundle(root, source: str) -> TrialData:
+    """Read and validate the tables of a folder (a path or an importlib resource) named as in the schema."""
     inputs = {
         name: _from_bytes(root.joinpath(t.filename).read_bytes(), t, t.filename, excel=False)
         for name, t in SCHEMA.items()
     }
-    return _build(inputs, BUNDLED_SOURCE)
+    return _build(inputs, source)
 
 
 def read_trials(

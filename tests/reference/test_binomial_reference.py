@@ -25,7 +25,7 @@ import pytest
 from scipy import special, stats
 
 import bayes_koa as bk
-from bayes_koa.build_binomial import p_or_above
+from bayes_koa.kinds.binomial import p_or_above
 
 S_ALPHA, S_MU, S_TAU = 5.0, 5.0, 0.5
 PRIORS = {"alpha": f"Normal(mu=0, sigma={S_ALPHA})", "mu": f"Normal(mu=0, sigma={S_MU})",

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from scipy import integrate, optimize, stats
 
-from bayes_koa.exact import draws_from_exact, exact_normal_normal
+from bayes_koa.inference.exact import draws_from_exact, exact_normal_normal
 
 DATA = Path(__file__).parent / "data" / "eight_schools.csv"
 PROBS = (0.025, 0.25, 0.5, 0.75, 0.975)
@@ -30,7 +30,7 @@ def schools() -> pd.DataFrame:
 def brute_force_2d(y, s, log_prior_tau, mu_prior=(0.0, 50.0), mu_lim=(-50.0, 70.0),
                    tau_max=250.0, n_mu=1601, n_tau=1601):
     """p(mu, tau | y) on a plain rectangular grid (theta integrated out: y_i ~ N(mu, s_i^2+tau^2)),
-    normalised with the 2-D trapezoid rule. Shares no code with bayes_koa.exact."""
+    normalised with the 2-D trapezoid rule. Shares no code with bayes_koa.inference.exact."""
     mu = np.linspace(*mu_lim, n_mu)
     tau = np.linspace(0.0, tau_max, n_tau)
     m, t = np.meshgrid(mu, tau, indexing="ij")

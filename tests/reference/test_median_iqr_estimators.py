@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from bayes_koa import conversions as cv
+from bayes_koa.effects import conversions as cv
 
 # Wan et al. (2014), BMC Med Res Methodol 14:135, Table 1: xi(n) = 2 E(Z_(n)) for n <= 50.
 WAN2014_TABLE1_XI = {2: 1.128, 3: 1.693, 5: 2.326, 10: 3.078, 11: 3.173, 20: 3.735, 21: 3.778,

@@ -1,4 +1,4 @@
-"""Every value in tests/reference/data/metafor_effect_sizes.json, reproduced by bayes_koa.conversions.
+"""Every value in tests/reference/data/metafor_effect_sizes.json, reproduced by bayes_koa.effects.conversions.
 
 The JSON holds R metafor 3.8-1 ``escalc``/``rma`` output printed with 10 significant digits.
 Tolerance: ``atol=1e-8`` (as asked) plus ``rtol=1e-9``; the relative part is the printed
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bayes_koa import conversions as cv
+from bayes_koa.effects import conversions as cv
 
 REF = json.loads((Path(__file__).parent / "data" / "metafor_effect_sizes.json").read_text())
 NORMAND = REF["normand1999"]

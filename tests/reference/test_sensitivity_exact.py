@@ -24,9 +24,9 @@ import pytest
 import xarray as xr
 from scipy import integrate, stats
 
-from bayes_koa.prior_sensitivity import PATH_EXACT, sensitivity
-from bayes_koa.result import MetaAnalysis
-from bayes_koa.spec import load_spec
+from bayes_koa.workflows.sensitivity import PATH_EXACT, sensitivity
+from bayes_koa.api.result import MetaAnalysis
+from bayes_koa.kinds import load_spec
 
 REF = Path(__file__).parent / "data"
 

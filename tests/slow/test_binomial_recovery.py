@@ -16,7 +16,7 @@ import pytest
 from scipy import stats
 
 import bayes_koa as bk
-from bayes_koa.fitting import SamplingWarning
+from bayes_koa.inference.diagnostics import SamplingWarning
 
 SEEDS = range(101, 121)
 SOURCES = ("BM", "UC", "AD")

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 import bayes_koa as bk
-from bayes_koa import checks
-from bayes_koa.exact import exact_normal_normal
+from bayes_koa.analysis import checks
+from bayes_koa.inference.exact import exact_normal_normal
 
 pytestmark = pytest.mark.slow
 

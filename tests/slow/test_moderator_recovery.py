@@ -1,6 +1,6 @@
 """Meta-regression coefficients (dose, number of injections) recovered on SIMULATED data (slow).
 
-Truth (bayes_koa/data/simulated/truth.json): -0.05 SMD per 10-fold more cells, -0.10 SMD per extra
+Truth (bayes_koa/koa/data/simulated/truth.json): -0.05 SMD per 10-fold more cells, -0.10 SMD per extra
 injection; origin offsets switched off so source_regression is the true model. The real designs carry
 little spread in dose and injections, so the intervals are wide; what must hold is calibration:
 over N_SEEDS data sets the 95% intervals cover the true slopes at about the nominal rate.

@@ -49,10 +49,10 @@ import pandas as pd
 import pytest
 
 import bayes_koa as bk
-from bayes_koa.build import prepare
-from bayes_koa.fitting import sample_spec
-from bayes_koa.simulation import _bundled_trials
-from bayes_koa.spec import load_spec
+from bayes_koa.kinds import prepare
+from bayes_koa.inference.sampling import sample_spec
+from bayes_koa.koa.simulation import _bundled_trials
+from bayes_koa.kinds import load_spec
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,6 @@
 """Parameter recovery of source_hierarchical on data SIMULATED on the real designs (slow).
 
-Truth: the simulation's source means (SMD at 6 months, bayes_koa/data/simulated/truth.json) with
+Truth: the simulation's source means (SMD at 6 months, bayes_koa/koa/data/simulated/truth.json) with
 the origin, dose and injection terms switched off, so the model without those terms is the true
 model. Over N_SEEDS data sets x 3 sources, the 95% credible intervals should cover the truth about
 95% of the time.

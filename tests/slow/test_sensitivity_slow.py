@@ -16,10 +16,10 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 import bayes_koa as bk  # noqa: E402
-from bayes_koa import cli  # noqa: E402
-from bayes_koa import prior_sensitivity as ps  # noqa: E402
-from bayes_koa.fitting import SamplingWarning  # noqa: E402
-from bayes_koa.simulation import load_simulated  # noqa: E402
+from bayes_koa import cli# noqa: E402
+from bayes_koa.workflows import sensitivity as ps  # noqa: E402
+from bayes_koa.inference.diagnostics import SamplingWarning# noqa: E402
+from bayes_koa.koa.simulation import load_simulated# noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -13,10 +13,11 @@ import pytest
 import xarray as xr
 from scipy import special, stats
 
-from bayes_koa.build_binomial import add_predictions, arms_from_effects, p_or_above, prepare
+from bayes_koa.kinds.binomial import add_predictions, arms_from_effects, p_or_above, prepare
 from bayes_koa.data import DataValidationError
-from bayes_koa.effects import COLUMNS, effect_sizes
-from bayes_koa.spec import SpecError, load_spec
+from bayes_koa.effects.table import COLUMNS, effect_sizes
+from bayes_koa.spec import SpecError
+from bayes_koa.kinds import load_spec
 
 
 def trial(arms, trial_id="T1", source="BM"):
@@ -207,7 +208,7 @@ def test_structure_checks_and_parameters():
 
 def test_model_density_equals_scipy():
     """log p(data, parameters) of the built model = the binomial likelihood and priors written in SciPy."""
-    from bayes_koa.build import build_model
+    from bayes_koa.kinds import build_model
 
     t = pd.concat([trial((("a", "msc", 20), ("b", "msc", 20), ("control", "control", 20)), trial_id="T1"),
                    trial((("msc", "msc", 15), ("control", "control", 16)), trial_id="T2", source="AD")])
@@ -237,7 +238,7 @@ def test_model_density_equals_scipy():
 
 
 def test_per_source_tau_and_centred_variant_build():
-    from bayes_koa.build import build_model
+    from bayes_koa.kinds import build_model
 
     spec = load_spec("safety", measure="logOR", between_trial_sd="per_source", parameterization="centered")
     t = pd.concat([trial((("msc", "msc", 20), ("control", "control", 20)), trial_id=k, source=s)

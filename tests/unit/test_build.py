@@ -2,8 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayes_koa.build import build_model, prepare
-from bayes_koa.spec import SpecError, load_spec
+from bayes_koa.kinds import build_model, prepare
+from bayes_koa.spec import SpecError
+from bayes_koa.kinds import load_spec
 
 
 def _table():

@@ -16,10 +16,12 @@ import xarray as xr
 from scipy import stats
 
 import bayes_koa as bk
-from bayes_koa import checks
-from bayes_koa.exact import NormalMixture, draws_from_exact, exact_normal_normal
-from bayes_koa.result import MetaAnalysis
-from bayes_koa.spec import load_spec
+from bayes_koa.analysis import checks
+from bayes_koa.plots import figures
+from bayes_koa.workflows import influence
+from bayes_koa.inference.exact import NormalMixture, draws_from_exact, exact_normal_normal
+from bayes_koa.api.result import MetaAnalysis
+from bayes_koa.kinds import load_spec
 
 PRIORS = {"mu": "Normal(mu=0, sigma=50)", "tau": "HalfNormal(sigma=10)"}
 MU_PRIOR, TAU_PRIOR = (0.0, 50.0), "HalfNormal(sigma=10)"
@@ -137,10 +139,10 @@ def test_plot_ppc_says_simulated(tmp_path):
     n = 500
     y, se = np.array([0.0, 3.0]), np.ones(2)
     kw = dict(posterior={"mu": np.zeros(n), "tau": np.ones(n), "theta": np.zeros((n, 2))}, y=y, se=se, labels="ab")
-    fig = checks.plot_ppc(handmade(**kw, simulated=True), save=tmp_path / "ppc.png")
+    fig = figures.plot_ppc(handmade(**kw, simulated=True), save=tmp_path / "ppc.png")
     assert fig.axes[0].get_title().startswith("SIMULATED")
     assert (tmp_path / "ppc.png").stat().st_size > 0
-    assert "SIMULATED" not in checks.plot_ppc(handmade(**kw)).axes[0].get_title()
+    assert "SIMULATED" not in figures.plot_ppc(handmade(**kw)).axes[0].get_title()
     ax = fig.axes[0]
     pos = dict(zip([t.get_text() for t in ax.get_yticklabels()], ax.get_yticks()))
     assert pos["a"] > pos["b"]  # first trial on top
@@ -161,7 +163,7 @@ def test_influence_of_an_outlier_matches_exact_leave_one_out():
     r = exact_draws_result(y, se, labels, n=4000, seed=0)
     with warnings.catch_warnings():
         warnings.simplefilter("error", checks.ParetoKWarning)  # k < 0.7 for every school here
-        table = checks.influence(r, refit_threshold_k=None)
+        table = influence.influence(r, refit_threshold_k=None)
     assert list(table["trial"]) == labels and set(table["method"]) == {"psis"}
     full = exact_normal_normal(y, se, mu_prior=MU_PRIOR, tau_prior=TAU_PRIOR).mu.mean
     for i, row in table.iterrows():
@@ -179,7 +181,7 @@ def test_influence_warns_for_high_k_without_refit():
     se = np.r_[ES["sigma"].to_numpy(float), 10.0]
     r = exact_draws_result(y, se, [*ES["school"], "Z"], n=2000, seed=1)
     with pytest.warns(checks.ParetoKWarning, match="Z"):
-        table = checks.influence(r, refit_threshold_k=None)
+        table = influence.influence(r, refit_threshold_k=None)
     assert table.set_index("trial").loc["Z", "pareto_k"] > 0.7
     with pytest.warns(checks.ParetoKWarning, match=r"1 trial\(s\): Z"):
         lt = checks.loo(r)
@@ -201,7 +203,7 @@ def test_influence_on_ranking_matches_conjugate_reweighting():
             "theta": sm[:, [0, 1]], "source_mean": source_mean}
     r = handmade(post, y=[-2.0, -0.8], se=[math.sqrt(0.75), math.sqrt(0.75)], labels=["a1", "b1"],
                  model="source_hierarchical", constant={"source_idx": ("trial", np.array([0, 1]))})
-    table = checks.influence(r, refit_threshold_k=None).set_index("trial")
+    table = influence.influence(r, refit_threshold_k=None).set_index("trial")
     full_a = stats.norm.cdf(0.2 / math.sqrt(0.5))
     loo_a = stats.norm.cdf((-0.8 + 2 / 3) / math.sqrt(1 / 3 + 1 / 4))
     # P(best) from 20,000 draws: SE <= 0.0035 unweighted, ~0.005 after reweighting; 0.025 ~ 5 SEs
@@ -251,7 +253,7 @@ def test_loo_warns_and_advises_for_high_k(fit8):
 
 
 def test_influence_on_a_real_fit_matches_exact(fit8, exact8):
-    table = checks.influence(fit8)  # k < 0.7 everywhere (previous test): PSIS only, no refit
+    table = influence.influence(fit8)  # k < 0.7 everywhere (previous test): PSIS only, no refit
     assert set(table["method"]) == {"psis"} and "first_ranked" not in table  # no sources to rank
     for (_, row), (post, _) in zip(table.iterrows(), exact8):
         assert abs(row["mu_mean"] - post.mu.mean) < 4 * row["mu_mcse"], row["trial"]  # 4 MC SEs

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from bayes_koa.claims import CLAIM_COLUMNS, ClaimSpec, claims, prob, prob_mcse, verbal_probability
+from bayes_koa.koa.claims import CLAIM_COLUMNS, ClaimSpec, claims, prob, prob_mcse, verbal_probability
 
 N = 1000  # draws, as 2 chains x 500
 RNG = np.random.default_rng(2023)
@@ -53,11 +53,11 @@ def make_draws():
     # overall effect by time (3, 6, 12 months): below 0 at month 3 in 900 draws
     overall = _shuffled([(900, [-0.4, -0.2, 0.1]), (100, [0.2, -0.2, 0.1])])
     return {
-        "source_mean": _da(source, ("source",), {"source": ["UC", "AD", "BM"]}),
-        "cell_mean": _da(cell, ("source", "origin"),
+        "group": _da(source, ("source",), {"source": ["UC", "AD", "BM"]}),
+        "cell": _da(cell, ("source", "origin"),
                          {"source": ["AD", "BM"], "origin": ["autologous", "allogeneic"]}),
         "beta_injections": _da(beta, ()),
-        "overall_by_time": _da(overall, ("time",), {"time": [3, 6, 12]}),
+        "by_time": _da(overall, ("time",), {"time": [3, 6, 12]}),
     }
 
 
@@ -92,7 +92,7 @@ def test_margin_and_direction():
 def test_missing_draws_are_listed_not_dropped():
     draws = make_draws()
     del draws["beta_injections"]
-    draws["cell_mean"] = draws["cell_mean"].sel(origin=["autologous"])  # no allogeneic cells
+    draws["cell"] = draws["cell"].sel(origin=["autologous"])  # no allogeneic cells
     tab = claims(draws)
     assert len(tab) == 6
     for i in (2, 3, 4):
@@ -107,13 +107,13 @@ def test_missing_draws_are_listed_not_dropped():
     assert len(empty) == 6 and empty["probability"].isna().all()
     # a time point that is not there
     d = make_draws()
-    d["overall_by_time"] = d["overall_by_time"].sel(time=[6, 12])
+    d["by_time"] = d["by_time"].sel(time=[6, 12])
     assert "time = 3 (months)" in claims(d)["interpretation"].iloc[5]
 
 
 def test_source_without_uc():
     d = make_draws()
-    d["source_mean"] = d["source_mean"].sel(source=["AD", "BM"])
+    d["group"] = d["group"].sel(source=["AD", "BM"])
     tab = claims(d)
     assert tab["probability"].iloc[:2].isna().all()
     assert "source 'UC'" in tab["interpretation"].iloc[0]
@@ -121,7 +121,7 @@ def test_source_without_uc():
 
 def test_custom_labels_via_spec():
     d = make_draws()
-    d["sources"] = d.pop("source_mean").assign_coords(source=["umbilical", "adipose", "marrow"])
+    d["sources"] = d.pop("group").assign_coords(source=["umbilical", "adipose", "marrow"])
     spec = ClaimSpec(source_mean="sources", uc="umbilical", ad="adipose", bm="marrow")
     tab = claims(d, spec)
     np.testing.assert_allclose(tab["probability"].iloc[:2], [0.3, 0.2], atol=1e-12)
@@ -130,7 +130,7 @@ def test_custom_labels_via_spec():
 def test_ties_for_first_are_shared():
     # UC ties with AD for first in every draw: P(UC first) = 1/2 (expectation of random tie-breaking)
     vals = np.tile([-1.0, -1.0, 0.0], (N, 1))
-    d = {"source_mean": _da(vals, ("source",), {"source": ["UC", "AD", "BM"]})}
+    d = {"group": _da(vals, ("source",), {"source": ["UC", "AD", "BM"]})}
     tab = claims(d)
     assert tab["probability"].iloc[0] == pytest.approx(0.5, abs=1e-15)
     assert tab["mc_se"].iloc[0] == 0.0  # the same share in every draw
@@ -139,7 +139,7 @@ def test_ties_for_first_are_shared():
 
 def test_bad_draws_raise():
     d = make_draws()
-    d["overall_by_time"] = d["overall_by_time"].expand_dims(outcome=["VAS", "WOMAC"], axis=-1)
+    d["by_time"] = d["by_time"].expand_dims(outcome=["VAS", "WOMAC"], axis=-1)
     with pytest.raises(ValueError, match="extra dims.*outcome"):
         claims(d)
     d = make_draws()
@@ -160,18 +160,21 @@ def test_prob_helpers_and_verbal_scale():
         "unlikely", "very unlikely", "extremely unlikely", "exceptionally unlikely"]
 
 
+from bayes_koa.kinds import load_spec  # noqa: E402
+
+
 def _fake_result(name, posterior_vars, measure="SMD"):
     """A stand-in for MetaAnalysis with just what claims_from_result reads."""
     from types import SimpleNamespace
 
     post = xr.Dataset(posterior_vars)
     dt = xr.DataTree.from_dict({"posterior": post})
-    return SimpleNamespace(dt=dt, spec=SimpleNamespace(name=name, measure=measure), simulated=True,
+    return SimpleNamespace(dt=dt, spec=load_spec(name, measure=measure), simulated=True,
                            provenance={"outcome": "VAS", "time": "6", "data_source": "sim", "data_sha256": "abc"})
 
 
 def test_claims_table_takes_each_claim_from_the_model_that_estimates_it():
-    from bayes_koa.claims import claims_table
+    from bayes_koa.koa.claims import claims_table
 
     n = 1000
     # source model: UC first in exactly 30% of draws (by construction, as in the tests above)

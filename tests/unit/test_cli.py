@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from bayes_koa.cli import main
-from bayes_koa.result import load
+from bayes_koa.api.result import load
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from bayes_koa import conversions as cv
+from bayes_koa.effects import conversions as cv
 
 
 # --------------------------------------------------------------------------- SDs

@@ -16,23 +16,15 @@ import pandas as pd
 import pytest
 
 import bayes_koa
-from bayes_koa.data import (
-    OUTCOMES,
-    SCHEMA,
-    DataValidationError,
-    DataValidationWarning,
-    TrialData,
-    load_koa_msc,
-    read_trials,
-    schema_markdown,
-)
+from bayes_koa.data import OUTCOMES, SCHEMA, DataValidationError, DataValidationWarning, TrialData, read_trials, schema_markdown
+from bayes_koa.koa.bundled import load_koa_msc
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "data_schema.md"
 FILES = ("trials.csv", "outcomes.csv", "contrasts.csv", "pooled_targets.csv")
 
 
 def _csv_rows(filename: str) -> tuple[list[str], list[dict]]:
-    raw = resources.files("bayes_koa.data").joinpath("koa_msc", filename).read_text(encoding="utf-8")
+    raw = resources.files("bayes_koa.koa").joinpath("data", "koa_msc", filename).read_text(encoding="utf-8")
     reader = csv.DictReader(io.StringIO(raw))
     rows = list(reader)
     return list(reader.fieldnames), rows
@@ -47,7 +39,7 @@ def bundled() -> TrialData:
 @pytest.fixture
 def csv_dir(tmp_path) -> Path:
     """A copy of the bundled CSVs in a temporary folder."""
-    src = resources.files("bayes_koa.data").joinpath("koa_msc")
+    src = resources.files("bayes_koa.koa").joinpath("data", "koa_msc")
     for f in FILES:
         (tmp_path / f).write_bytes(src.joinpath(f).read_bytes())
     return tmp_path

@@ -17,7 +17,7 @@ TRIAL = "LamoEspinosa_2020"
 
 
 def _bundled_text(filename: str) -> pd.DataFrame:
-    raw = resources.files("bayes_koa.data").joinpath("koa_msc", filename).read_text(encoding="utf-8")
+    raw = resources.files("bayes_koa.koa").joinpath("data", "koa_msc", filename).read_text(encoding="utf-8")
     rows = list(csv.DictReader(io.StringIO(raw)))
     return pd.DataFrame(rows, dtype=object)
 

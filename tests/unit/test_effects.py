@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayes_koa.data import DataValidationWarning, load_koa_msc
-from bayes_koa.effects import COLUMNS, effect_sizes, excluded, orient, usable
+from bayes_koa.data import DataValidationWarning
+from bayes_koa.koa.bundled import load_koa_msc
+from bayes_koa.effects.table import COLUMNS, effect_sizes, excluded, orient, usable
 
-DATA = Path(__file__).resolve().parents[2] / "bayes_koa" / "data" / "koa_msc"
+DATA = Path(__file__).resolve().parents[2] / "bayes_koa" / "koa" / "data" / "koa_msc"
 
 
 @pytest.fixture(scope="module")

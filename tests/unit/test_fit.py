@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import bayes_koa as bk
-from bayes_koa.fitting import SamplingWarning, clear_cache
+from bayes_koa.inference.diagnostics import SamplingWarning
+from bayes_koa.inference.sampling import clear_cache
 
 PRIORS = {"mu": "Normal(mu=0, sigma=50)", "tau": "HalfNormal(sigma=10)"}
 

@@ -12,10 +12,11 @@ import pytest
 from scipy import stats
 
 import bayes_koa as bk
-from bayes_koa.build import build_model, prepare
-from bayes_koa.build_multivariate import _walk_matrix, p_better_by_time, whiten, within_correlation
-from bayes_koa.priors import PriorError
-from bayes_koa.spec import SpecError, load_spec
+from bayes_koa.kinds import build_model, prepare
+from bayes_koa.kinds.multivariate import _walk_matrix, p_better_by_time, whiten, within_correlation
+from bayes_koa.spec.priors import PriorError
+from bayes_koa.spec import SpecError
+from bayes_koa.kinds import load_spec
 
 
 def _table():
@@ -49,13 +50,13 @@ TWO = {"outcomes": ["VAS", "WOMAC_total"], "times": [3, 6, 12]}
 
 def test_spec_parameters_and_options():
     spec = load_spec("multi_outcome")
-    assert spec.kind == "multivariate" and spec.levels == ("source",)
+    assert spec.kind == "multivariate" and spec.get("levels", ()) == ("source",)
     assert spec.parameters == ("mu", "sigma_time", "sigma_source", "sigma_source_time", "sigma_outcome",
                                "sigma_source_outcome", "tau", "tau_time", "tau_outcome")
     # every parameter's prior comes from the model file, none from the package defaults
     assert all(pr.origin == "model file multi_outcome.toml" for _, pr in spec.priors)
-    assert spec.option["outcomes"] == ("VAS", "WOMAC_total", "Lequesne", "Lysholm")
-    assert spec.option["reference_time"] == 6.0 and spec.option["time_prior"] == "random_walk"
+    assert spec.struct["outcomes"] == ("VAS", "WOMAC_total", "Lequesne", "Lysholm")
+    assert spec.struct["reference_time"] == 6.0 and spec.struct["time_prior"] == "random_walk"
     one = load_spec("time_course")
     assert one.parameters == ("mu", "sigma_time", "sigma_source", "sigma_source_time", "tau", "tau_time")
     assert all(pr.origin == "model file time_course.toml" for _, pr in load_spec("time_course", measure="MD").priors)
@@ -257,7 +258,7 @@ def test_fit_dims_and_left_out_rows(result, effects):
     s = result.summary(include_trials=False)
     assert {"overall_by_time[3.0]", "source_time_mean[UC, 12.0]", "outcome_effect[Lysholm]",
             "tau_outcome", "theta_new", "theta_new_outcome[VAS]"} <= set(s.index)
-    assert np.isnan(s.loc["tau_time", "P(effect<0)"])  # an SD has no "benefit" probability
+    assert np.isnan(s.loc["tau_time", "p_benefit"])  # an SD has no "benefit" probability
 
 
 def test_claims_month_3_and_p_better_by_time(result):
@@ -269,14 +270,14 @@ def test_claims_month_3_and_p_better_by_time(result):
     assert np.isfinite(c.loc["UC > AD > BM in benefit", "probability"])  # source_mean drives the ranking claims
     tab = p_better_by_time(result)
     assert list(tab["time_months"]) == [3.0, 6.0, 12.0]
-    assert tab.loc[0, "P(effect<0)"] == pytest.approx(p3, abs=1e-12)
+    assert tab.loc[0, "p_benefit"] == pytest.approx(p3, abs=1e-12)
     q = np.quantile(result.dt["posterior"]["overall_by_time"].sel(time=12.0).values.ravel(), [0.025, 0.975])
-    np.testing.assert_allclose(tab.loc[2, ["q2.5", "q97.5"]].to_numpy(float), q, rtol=1e-12)
+    np.testing.assert_allclose(tab.loc[2, ["eti95_lb", "eti95_ub"]].to_numpy(float), q, rtol=1e-12)
     by_src = p_better_by_time(result, by_source=True)
     assert len(by_src) == 9 and set(by_src["source"]) == {"BM", "UC", "AD"}
     uc12 = result.dt["posterior"]["source_time_mean"].sel(source="UC", time=12.0)
     row = by_src[(by_src["source"] == "UC") & (by_src["time_months"] == 12.0)].iloc[0]
-    assert row["P(effect<0)"] == pytest.approx(float((uc12 < 0).mean()), abs=1e-12)
+    assert row["p_benefit"] == pytest.approx(float((uc12 < 0).mean()), abs=1e-12)
     assert tab.attrs["simulated"] is True
 
 
@@ -292,7 +293,7 @@ def test_prediction_variance_adds_every_component(result):
 
 def test_save_load_round_trip(result, tmp_path):
     back = bk.load(result.save(tmp_path / "mv.nc"))
-    assert back.spec.kind == "multivariate" and back.spec.option == result.spec.option
+    assert back.spec.kind == "multivariate" and back.spec.struct == result.spec.struct
     np.testing.assert_array_equal(back.dt["posterior"]["overall_by_time"].values,
                                   result.dt["posterior"]["overall_by_time"].values)
 

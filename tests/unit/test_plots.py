@@ -18,14 +18,14 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Polygon  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from bayes_koa import plots  # noqa: E402
-from bayes_koa.result import MetaAnalysis  # noqa: E402
-from bayes_koa.spec import load_spec  # noqa: E402
+from bayes_koa.plots import figures as plots# noqa: E402
+from bayes_koa.api.result import MetaAnalysis# noqa: E402
+from bayes_koa.kinds import load_spec# noqa: E402
 
 CHAINS, DRAWS = 2, 50
 TRIALS = ["Trial_A", "Trial_B", "Trial_C", "Trial_D", "Trial_E"]
 SOURCE_OF_TRIAL = ["UC", "BM", "UC", "AD", "BM"]  # deliberately not grouped: the plot must group them
-SOURCES = ["BM", "UC", "AD"]  # model order (bayes_koa.build.SOURCE_ORDER)
+SOURCES = ["BM", "UC", "AD"]  # model order (bayes_koa.kinds.common.SOURCE_ORDER)
 YI = np.array([-0.8, -0.3, -0.5, 0.1, -0.2])
 VI = np.array([0.04, 0.09, 0.0625, 0.16, 0.01])
 Z975 = 1.959963984540054  # 97.5% quantile of the standard normal (Abramowitz & Stegun 26.2)
@@ -46,7 +46,7 @@ def _make_result(model: str = "source_hierarchical", simulated: bool = False, pr
     if spec.kind != "fixed":
         post["tau"] = (cd, np.abs(_draws(rng, 0.0, 0.3)))
         post["theta_new"] = (cd, _draws(rng, -0.4, 0.4))
-    if "source" in spec.levels:
+    if "source" in spec.get("levels", ()):
         coords["source"] = SOURCES
         post["sigma_source"] = (cd, np.abs(_draws(rng, 0.0, 0.2)))
         post["source_mean"] = (cd + ("source",), _draws(rng, np.array([-0.3, -0.6, 0.05]), 0.2, 3))
@@ -60,7 +60,7 @@ def _make_result(model: str = "source_hierarchical", simulated: bool = False, pr
                                      "source_idx": ("trial", [SOURCES.index(s) for s in SOURCE_OF_TRIAL])},
                                     coords={"trial": TRIALS}),
     })
-    if prior and "source" in spec.levels:
+    if prior and "source" in spec.get("levels", ()):
         pc = {"chain": [0], "draw": np.arange(200)}
         dt["prior"] = xr.DataTree(xr.Dataset({
             "mu": (cd, rng.normal(0, 1, (1, 200))),
@@ -235,7 +235,7 @@ def test_rankogram_simulated_title():
 
 
 def test_rankogram_needs_a_source_level():
-    with pytest.raises(ValueError, match="no source level"):
+    with pytest.raises(ValueError, match="no group level"):
         plots.rankogram(_make_result("random_effects"))
 
 

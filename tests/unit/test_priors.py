@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from bayes_koa.priors import DISTRIBUTIONS, PriorError, parse_prior
+from bayes_koa.kinds.common import prior_variable
+from bayes_koa.spec.priors import DISTRIBUTIONS, PriorError, parse_prior
 
 
 @pytest.mark.parametrize("text", ["HalfNormal(sigma=0.5)", "Normal(mu=0, sigma=50)", "HalfCauchy(beta=25)",
@@ -65,7 +66,7 @@ def test_pymc_variable_matches_string_and_uses_data_containers():
     import pymc as pm
 
     with pm.Model() as m:
-        parse_prior("HalfNormal(sigma=0.5)").create("tau")
+        prior_variable(parse_prior("HalfNormal(sigma=0.5)"), "tau")
     assert "prior__tau__sigma" in m.named_vars
     # the PyMC log density equals SciPy's (same parameterisation)
     lp = m.compile_logp(jacobian=False)({"tau_log__": np.log(0.3)})

@@ -16,16 +16,7 @@ import pytest
 import xarray as xr
 from scipy import integrate, stats
 
-from bayes_koa.ranking import (
-    cumulative_rank_probabilities,
-    mcse_mean,
-    p_best,
-    pairwise_better,
-    rank_probabilities,
-    rank_summary,
-    ranks,
-    sucra,
-)
+from bayes_koa.analysis.ranking import cumulative_rank_probabilities, mcse_mean, p_best, pairwise_better, rank_probabilities, rank_summary, ranks, sucra
 
 SOURCES = ["UC", "AD", "BM"]
 

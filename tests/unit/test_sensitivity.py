@@ -23,11 +23,12 @@ import xarray as xr  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 import bayes_koa as bk  # noqa: E402
-from bayes_koa import prior_sensitivity as ps  # noqa: E402
-from bayes_koa.fitting import SamplingWarning  # noqa: E402
-from bayes_koa.priors import PriorError  # noqa: E402
-from bayes_koa.result import MetaAnalysis  # noqa: E402
-from bayes_koa.spec import load_spec, models_dir  # noqa: E402
+from bayes_koa.workflows import sensitivity as ps  # noqa: E402
+from bayes_koa.inference.diagnostics import SamplingWarning# noqa: E402
+from bayes_koa.spec.priors import PriorError# noqa: E402
+from bayes_koa.api.result import MetaAnalysis# noqa: E402
+from bayes_koa.kinds import load_spec# noqa: E402
+from bayes_koa.spec import models_dir# noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------

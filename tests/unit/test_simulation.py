@@ -18,17 +18,10 @@ import pandas as pd
 import pytest
 
 from bayes_koa.data import SCHEMA, DataValidationError, read_trials
-from bayes_koa.simulation import (
-    DEFAULT_TRUTH,
-    FILES,
-    ID_PREFIX,
-    SEED,
-    load_simulated,
-    simulate,
-)
+from bayes_koa.koa.simulation import DEFAULT_TRUTH, FILES, ID_PREFIX, SEED, load_simulated, simulate
 
-KOA = resources.files("bayes_koa.data").joinpath("koa_msc")
-SIMDIR = resources.files("bayes_koa.data").joinpath("simulated")
+KOA = resources.files("bayes_koa.koa").joinpath("data", "koa_msc")
+SIMDIR = resources.files("bayes_koa.koa").joinpath("data", "simulated")
 
 
 def _raw(name: str) -> pd.DataFrame:

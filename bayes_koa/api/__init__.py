@@ -1,0 +1,1 @@
+"""The user-facing objects: ``fit`` and the result object ``MetaAnalysis`` (which only delegates), ``load``."""

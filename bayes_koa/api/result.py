@@ -1,0 +1,249 @@
+"""The result of a fit: wraps the ArviZ DataTree and delegates to pure functions.
+
+``MetaAnalysis`` holds four things (the DataTree, the ModelSpec, the rows used, the rows left out)
+and computes nothing itself: summaries, rankings and checks come from :mod:`bayes_koa.analysis`,
+claims from :mod:`bayes_koa.koa.claims`, plots from :mod:`bayes_koa.plots`, refits from
+:mod:`bayes_koa.workflows`, diagnostics from :mod:`bayes_koa.inference`. It never fits anything.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import xarray as xr
+
+from ..analysis import checks as _checks
+from ..analysis import ranking as _ranking
+from ..analysis import summaries as _summaries
+from ..inference.diagnostics import diagnose, diagnostics_flag
+from ..kinds import get_kind, spec_from_text
+from ..kinds import binomial as _binomial
+from ..kinds import multivariate as _multivariate
+from ..koa import claims as _claims
+from ..plots import figures as _plots
+from ..spec.model_spec import ModelSpec
+from ..workflows import influence as _influence
+from ..workflows import sensitivity as _sensitivity
+
+__all__ = ["MetaAnalysis", "load"]
+
+SIMULATED_BANNER = "SIMULATED DATA: results below come from data simulated by bayes_koa.simulate, not from trials."
+
+
+@dataclass
+class MetaAnalysis:
+    dt: xr.DataTree
+    spec: ModelSpec
+    effects: pd.DataFrame
+    excluded: pd.DataFrame
+
+    # -- provenance ---------------------------------------------------------------------------
+    @property
+    def simulated(self) -> bool:
+        return bool(int(self.dt.attrs.get("bayes_koa_simulated", 0)))
+
+    @property
+    def provenance(self) -> dict:
+        a = self.dt.attrs
+        out = {k.removeprefix("bayes_koa_"): a[k] for k in a if k.startswith("bayes_koa_")
+               and k not in ("bayes_koa_model_file", "bayes_koa_effects_csv", "bayes_koa_excluded_csv")}
+        for k in ("priors", "versions", "structure", "sampler_settings"):
+            if k in out:
+                out[k] = json.loads(out[k])
+        return out
+
+    @property
+    def priors(self) -> pd.DataFrame:
+        """The resolved priors and where each came from (argument, model file, package default)."""
+        return self.spec.priors_table()
+
+    @property
+    def posterior(self) -> xr.DataTree:
+        return self.dt["posterior"]
+
+    # -- delegation ---------------------------------------------------------------------------
+    def summary(self, ci: float = 0.95, include_trials: bool = True) -> pd.DataFrame:
+        return _summaries.summary_table(self.dt, self.spec, ci=ci, include_trials=include_trials)
+
+    def contraction(self) -> pd.DataFrame:
+        """How much the data narrowed each prior (1 - var post / var prior); ``weak`` = the prior decides."""
+        return _summaries.prior_contraction(self.dt, self.spec)
+
+    def diagnostics(self) -> pd.DataFrame:
+        return diagnose(self.dt)
+
+    def draws(self, var: str) -> xr.DataArray:
+        return _summaries.draws(self.dt, var)
+
+    @property
+    def lower_is_better(self) -> bool:
+        """The direction set at fit: True when a smaller effect is better (ranks, SUCRA, P(best), labels)."""
+        return bool(int(self.dt.attrs.get("bayes_koa_lower_is_better", 1)))
+
+    @property
+    def selection(self) -> dict:
+        """Kind-specific row-selection options the fit was given (re-used by refits)."""
+        return json.loads(self.dt.attrs.get("bayes_koa_selection", "{}") or "{}")
+
+    @property
+    def kind(self):
+        return get_kind(self.spec.kind)
+
+    def level_draws(self, level: str | None = None):
+        """Draws to rank at ``level`` (default: the kind's group level) and the dim they are ranked over."""
+        return _ranking.level_draws(self.dt, self.spec, level)
+
+    def _direction(self, lower_is_better: bool | None) -> bool:
+        return self.lower_is_better if lower_is_better is None else bool(lower_is_better)
+
+    def _with_diagnostics(self, table):
+        table.attrs["diagnostics"] = diagnostics_flag(self.diagnostics())
+        table.attrs["simulated"] = self.simulated
+        return table
+
+    def rank(self, level: str | None = None, lower_is_better: bool | None = None) -> pd.DataFrame:
+        """Mean rank, P(best), SUCRA with its interval, and P(rank = k) per group (or cell).
+
+        Rank 1 = best in the direction set at fit (``lower_is_better``). Only cells with at least one
+        trial are ranked (prior-only cells are left out). ``attrs["diagnostics"]`` carries the fit's health.
+        """
+        d, dim = self.level_draws(level)
+        return self._with_diagnostics(_ranking.rank_summary(d, dim=dim, lower_is_better=self._direction(lower_is_better)))
+
+    def rank_probabilities(self, level: str | None = None, lower_is_better: bool | None = None) -> xr.DataArray:
+        d, dim = self.level_draws(level)
+        return _ranking.rank_probabilities(d, dim=dim, lower_is_better=self._direction(lower_is_better))
+
+    def pairwise(self, level: str | None = None, lower_is_better: bool | None = None):
+        """P(row better than column)."""
+        d, dim = self.level_draws(level)
+        return self._with_diagnostics(_ranking.pairwise_better(d, dim=dim, lower_is_better=self._direction(lower_is_better)))
+
+    def sensitivity(self, prior_sets=None, **kwargs):
+        """Refit under other priors (compiled once): see :func:`bayes_koa.sensitivity`."""
+        return _sensitivity.sensitivity(self, prior_sets, **kwargs)
+
+    def claims(self, **kwargs) -> pd.DataFrame:
+        return _claims.claims_from_result(self, **kwargs)
+
+    # -- model checks (bayes_koa.checks) -----------------------------------------------------
+    def posterior_predictive(self, **kwargs):
+        return _checks.posterior_predictive(self, **kwargs)
+
+    def ppc(self, **kwargs) -> pd.DataFrame:
+        """Per trial: observed y, predictive interval, posterior predictive p-value and LOO-PIT."""
+        return _checks.ppc_table(self, **kwargs)
+
+    def plot_ppc(self, **kwargs):
+        return _plots.plot_ppc(self, **kwargs)
+
+    def loo(self, **kwargs) -> pd.DataFrame:
+        """PSIS-LOO per trial with Pareto k; totals in ``.attrs``."""
+        return _checks.loo(self, **kwargs)
+
+    def influence(self, **kwargs) -> pd.DataFrame:
+        """Leave-one-trial-out change in the pooled effect and the ranking (PSIS, refits where k is high)."""
+        return _influence.influence(self, **kwargs)
+
+    def p_better_by_time(self, by_source: bool = False, ci: float = 0.95) -> pd.DataFrame:
+        """Time-course models: P(MSC better than control) at each time (overall, or per source)."""
+        return _multivariate.p_better_by_time(self, by_source=by_source, ci=ci)
+
+    def p_or_above(self, threshold: float = 1.0) -> pd.DataFrame:
+        """Adverse-event models: P(odds ratio > threshold) overall and per source, with MC SE."""
+        return _binomial.p_or_above(self, threshold=threshold)
+
+    def plot_forest(self, **kwargs):
+        return _plots.forest(self, **kwargs)
+
+    def plot_rankogram(self, level: str | None = None, **kwargs):
+        return _plots.rankogram(self, level=level, **kwargs)
+
+    def plot_prior_posterior(self, var: str = "tau", **kwargs):
+        return _plots.prior_posterior(self, var=var, **kwargs)
+
+    def plot_densities(self, **kwargs):
+        return _plots.source_densities(self, **kwargs)
+
+    # -- persistence --------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write the whole result (draws, data used, left-out rows, provenance) to one netCDF file."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        dt = self.dt.copy()
+        dt.attrs["bayes_koa_effects_csv"] = self.effects.to_csv(index=False)
+        dt.attrs["bayes_koa_excluded_csv"] = self.excluded.to_csv(index=False)
+        dt.to_netcdf(path, engine="h5netcdf")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "MetaAnalysis":
+        return load(path)
+
+    # -- display ------------------------------------------------------------------------------
+    def _header(self) -> list[str]:
+        p = self.provenance
+        lines = [SIMULATED_BANNER] if self.simulated else []
+        what = ", ".join(x for x in (p.get("outcome") and f"outcome {p['outcome']}",
+                                     p.get("time") and f"month {p['time']}") if x)
+        lines.append(f"bayes_koa MetaAnalysis: model {self.spec.name} v{self.spec.version}, "
+                     f"{len(self.effects)} comparisons used, {len(self.excluded)} left out"
+                     + (f" ({what})" if what else "") + f", measure {self.spec.measure}")
+        lines.append(f"data sha256 {p['data_sha256'][:12]} ({p['data_source']}); seed {p['seed']}; "
+                     f"sampler {p['sampler']}")
+        return lines
+
+    def __repr__(self) -> str:
+        diag = self.diagnostics()
+        lines = self._header()
+        lines.append("priors: " + "; ".join(f"{r.parameter} ~ {r.prior} [{r['from']}]"
+                                             for _, r in self.priors.iterrows()))
+        s = self.summary(include_trials=False)
+        cols = [c for c in s.columns if c.startswith("eti") or c in ("mean", "median", "p_benefit")]
+        lines.append(s[cols].round(3).to_string())
+        probs = diag.attrs["problems"]
+        lines.append("diagnostics: " + ("OK (no divergences, R-hat <= 1.01, ESS sufficient)" if not probs
+                                        else "PROBLEMS\n  - " + "\n  - ".join(probs)))
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        diag = self.diagnostics()
+        parts = [f"<p><b>{html.escape(l)}</b></p>" for l in self._header()]
+        parts.append("<details><summary>priors</summary>" + self.priors.to_html(index=False) + "</details>")
+        parts.append(self.summary(include_trials=False).round(3).to_html())
+        probs = diag.attrs["problems"]
+        parts.append("<p>diagnostics: " + ("OK" if not probs else "<b>PROBLEMS</b><ul>" + "".join(
+            f"<li>{html.escape(p)}</li>" for p in probs) + "</ul>") + "</p>")
+        if len(self.excluded):
+            parts.append(f"<details><summary>{len(self.excluded)} rows left out</summary>"
+                         + self.excluded[[c for c in ("trial_id", "comparison", "outcome", "time_months",
+                                                      "excluded_reason") if c in self.excluded]].to_html(index=False)
+                         + "</details>")
+        return "\n".join(parts)
+
+
+def load(path: str | Path) -> MetaAnalysis:
+    """Read a result written by :meth:`MetaAnalysis.save`."""
+    dt = xr.open_datatree(path, engine="h5netcdf").load()
+    a = dict(dt.attrs)
+    effects = pd.read_csv(io.StringIO(a.pop("bayes_koa_effects_csv")), keep_default_na=True)
+    excluded_csv = a.pop("bayes_koa_excluded_csv")
+    excluded = pd.read_csv(io.StringIO(excluded_csv)) if excluded_csv.strip() else pd.DataFrame()
+    dt.attrs = a
+    structure = json.loads(a["bayes_koa_structure"])
+    saved = json.loads(a["bayes_koa_priors"])
+    spec = spec_from_text(a["bayes_koa_model_file"], path=a.get("bayes_koa_model_path", "<saved>"),
+                          measure=a["bayes_koa_measure"], priors={p: v["prior"] for p, v in saved.items()},
+                          **{k: v for k, v in structure.items() if k != "kind"})
+    if spec.structure_json() != structure:
+        raise ValueError(f"{path}: the saved model structure {structure} does not match its model file's {spec.structure_json()}")
+    # keep where each prior came from when it was fitted
+    spec = ModelSpec(**{**spec.__dict__, "priors": tuple(
+        (p, pr.with_origin(saved[p]["from"])) for p, pr in spec.priors)})
+    return MetaAnalysis(dt=dt, spec=spec, effects=effects, excluded=excluded)

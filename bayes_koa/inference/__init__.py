@@ -1,0 +1,1 @@
+"""Sampling (compile once, cache), diagnostics, provenance, exact normal-normal quadrature."""

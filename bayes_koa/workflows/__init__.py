@@ -1,0 +1,1 @@
+"""Workflows that refit: prior sensitivity sweeps, power scaling, leave-one-trial-out influence."""
