@@ -37,7 +37,16 @@ summ_mv <- function(res) {
     list(level = nm, id = rownames(d), intrcpt = d$intrcpt, se = d$se,
          mean_effect = as.numeric(res$b) + d$intrcpt)
   })
-  list(mu = as.numeric(res$b), se = res$se, zval = res$zval, pval = res$pval,
+  # multilevel I^2 as in the metafor FAQ ("I^2 for multilevel and multivariate models"):
+  # sigma2 / (sum(sigma2) + (k - p) / tr(P)), P = W - W X (X'W X)^-1 X'W, W = V^-1
+  W <- solve(res$V); X <- model.matrix(res)
+  P <- W - W %*% X %*% solve(t(X) %*% W %*% X) %*% t(X) %*% W
+  typical <- (res$k - res$p) / sum(diag(P))
+  I2 <- list(typical_within_variance = typical,
+             I2_percent_by_level = setNames(as.list(100 * res$sigma2 / (sum(res$sigma2) + typical)),
+                                            res$s.names),
+             I2_percent_total = 100 * sum(res$sigma2) / (sum(res$sigma2) + typical))
+  list(mu = as.numeric(res$b), se = res$se, I2 = I2, zval = res$zval, pval = res$pval,
        ci_lb = res$ci.lb, ci_ub = res$ci.ub, k = res$k,
        logLik_REML = as.numeric(logLik(res)), QE = res$QE, QE_df = res$k - res$p,
        QEp = res$QEp, variance_components = comps, blups = blup)
@@ -60,7 +69,8 @@ out <- list(
     "(studies of a district share one true effect); random_effects_study: rma(yi, vi) (REML).",
     "CIs of mu are Wald (z); variance-component CIs are profile-likelihood (confint). blups:",
     "ranef() per level, mean_effect = mu + BLUP. *_default: same model with metafor's default",
-    "optimiser control (the others use nlminb rel.tol 1e-12)."),
+    "optimiser control (the others use nlminb rel.tol 1e-12). I2: multilevel I^2 by the",
+    "metafor FAQ formula, sigma2_l / (sum sigma2 + (k-p)/tr(P)), in percent."),
   script = "tests/reference/r/metafor_multilevel.R",
   r_version = R.version.string,
   metafor_version = as.character(packageVersion("metafor")),
