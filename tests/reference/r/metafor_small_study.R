@@ -27,12 +27,12 @@ rt <- function(res, model, predictor) {
   out <- list(model = model, predictor = predictor, stat = unname(r$zval),
               stat_type = if (is.na(r$ddf)) "z" else "t",
               df = if (is.na(r$ddf)) NULL else unname(r$ddf), pval = unname(r$pval),
-              slope = unname(coef(r$fit)[2]),
+              slope = unname(tail(coef(r$fit), 1)),
               printed = paste(capture.output(print(r)), collapse = "\n"))
   if (model == "lm") {
-    out$slope_se <- unname(coef(summary(r$fit))[2, 2])
+    out$slope_se <- unname(tail(coef(summary(r$fit))[, 2], 1))
   } else {
-    out$slope_se <- unname(r$fit$se[2]); out$tau2 <- r$fit$tau2
+    out$slope_se <- unname(tail(r$fit$se, 1)); out$tau2 <- r$fit$tau2
   }
   if (!is.null(r$est)) {
     out$limit_estimate <- unname(r$est); out$limit_ci_lb <- unname(r$ci.lb)
@@ -93,6 +93,13 @@ sets <- list(
   hackshaw1998_or = list(yi = hack$yi, vi = hack$vi, ni = NULL),
   egger2001_or = list(yi = c(egg$yi), vi = c(egg$vi), ni = egg$ni))
 
+# Egger's test after a moderator: rma(yi, vi, mods = ~ ablat) on the bcg log risk ratios; regtest
+# adds sei to the moderators (no limit estimate then)
+with_mods <- function(control) {
+  res <- rma(yi, vi, mods = ~ ablat, data = bcg, method = "REML", control = control)
+  list(egger_rma = rt(res, "rma", "sei"), egger_lm = rt(res, "lm", "sei"))
+}
+
 out <- list(
   description = paste(
     "R metafor regtest() on rma(yi, vi, method = 'REML') fits. Keys: egger_* use predictor 'sei'",
@@ -105,7 +112,9 @@ out <- list(
     "default (threshold 1e-5). heterogeneity_bcg: log risk ratios of dat.bcg, rma() with",
     "REML and DL; I2_percent = 100 tau2 / (tau2 + s2), H2 = (tau2 + s2) / s2, s2 =",
     "typical_within_variance = (k-1) sum w / ((sum w)^2 - sum w^2), w = 1/vi;",
-    "ci_q_profile from confint() (Q-profile). 'printed' is regtest's own print-out."),
+    "ci_q_profile from confint() (Q-profile). 'printed' is regtest's own print-out.",
+    "bcg_rr_mods_ablat: regtest after rma(yi, vi, mods = ~ ablat) (sei added to the moderators;",
+    "stat and slope are those of sei, the last coefficient)."),
   script = "tests/reference/r/metafor_small_study.R",
   r_version = R.version.string,
   metafor_version = as.character(packageVersion("metafor")),
@@ -115,6 +124,7 @@ out <- list(
                     egger2001_or = "egger2001.csv (yi, vi, ni)"),
   tests = lapply(sets, function(s) tests_for(s$yi, s$vi, s$ni, TIGHT)),
   tests_default_control = lapply(sets, function(s) tests_for(s$yi, s$vi, s$ni, list())),
+  bcg_rr_mods_ablat = with_mods(TIGHT),
   heterogeneity_bcg = list(REML = het("REML", TIGHT), DL = het("DL", list()),
                            REML_default_control = het("REML", list())))
 writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, pretty = TRUE, null = "null"),
