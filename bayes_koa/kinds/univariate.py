@@ -152,12 +152,12 @@ def _prepare(spec: ModelSpec, effects: pd.DataFrame, outcome: str | None = None,
     df = _pick(df, "time_months", time, "time point")
     if "multiarm" in df and "cov_group" in df:
         keep = df["excluded_reason"] == ""
-        shared = df.loc[keep & (df["multiarm"].astype(str) == "keep"), "cov_group"].fillna("").astype(str)
+        shared = df.loc[keep & df["multiarm"].astype(str).str.startswith("keep"), "cov_group"].fillna("").astype(str)
         shared = shared[shared != ""]
         if shared.duplicated().any():
             g = shared[shared.duplicated()].iloc[0]
-            raise SpecError(f"comparisons of cov_group {g!r} share a control arm with its full n "
-                            "(effect_sizes(..., multiarm='keep')): a univariate model would count that control "
+            raise SpecError(f"comparisons of cov_group {g!r} share an arm with its full n "
+                            "(effect_sizes(..., multiarm='keep')): a univariate model would count that arm "
                             "twice; use multiarm='split' (the default) or the network kind, which models "
                             "the shared arm")
     # rows of this outcome and time that the effect-size step already ruled out start the log
