@@ -19,8 +19,12 @@ def md(text):
     return nbf.v4.new_markdown_cell(text.strip())
 
 
-def code(text):
-    return nbf.v4.new_code_cell(text.strip())
+def code(text, tag=None):
+    """A code cell; ``tag`` names it for the notebook tests, which check what the cell shows."""
+    cell = nbf.v4.new_code_cell(text.strip())
+    if tag:
+        cell.metadata["tags"] = [tag]
+    return cell
 
 
 def write(name, cells):
@@ -96,8 +100,8 @@ The exact posterior (quadrature over tau, no MCMC) gives the same answer and is 
 rows = res.effects
 exact = bk.exact_normal_normal(rows.yi.to_numpy(float), rows.sei.to_numpy(float),
                                mu_prior=(0.0, 1.0), tau_prior=res.spec.prior_dict["tau"])
-pd.concat({"exact": exact.summary().loc[["mu", "tau"], ["mean", "q2.5", "q97.5"]],
-           "MCMC": res.summary().loc[["mu", "tau"], ["mean", "q2.5", "q97.5"]]}, axis=1).round(3)
+pd.concat({"exact": exact.summary().loc[["mu", "tau"], ["mean", "eti95_lb", "eti95_ub"]],
+           "MCMC": res.summary().loc[["mu", "tau"], ["mean", "eti95_lb", "eti95_ub"]]}, axis=1).round(3)
 """),
     md("""
 ## Ranking cell sources: not possible
@@ -170,7 +174,7 @@ res
     code("""
 res.rank()[["source", "mean_rank", "p_best", "sucra", "sucra_lower", "sucra_upper",
             "P(rank=1)", "P(rank=2)", "P(rank=3)"]].round(3)
-"""),
+""", tag="ranking"),
     code("""
 res.pairwise()   # P(row source better than column source)
 """),
@@ -209,7 +213,7 @@ are left out (and listed). Cells with no trial (e.g. autologous UC) are prior-on
     code("""
 res_origin = bk.fit(vas, "source_origin", time=6, seed=20261126, **DRAWS)
 print(res_origin.excluded[["trial_id", "comparison", "excluded_reason"]].to_string(index=False))
-res_origin.summary(include_trials=False).filter(like="cell_mean", axis=0)[["mean", "q2.5", "q97.5", "n_comparisons"]].round(2)
+res_origin.summary(include_trials=False).filter(like="cell_mean", axis=0)[["mean", "eti95_lb", "eti95_ub", "n_comparisons"]].round(2)
 """),
     md("""
 ## 4. Dose and number of injections
@@ -220,7 +224,7 @@ P(2 x beta_n_injections < 0).
 """),
     code("""
 res_reg = bk.fit(vas, "source_regression", time=6, seed=20261126, **DRAWS)
-res_reg.summary(include_trials=False).filter(like="beta_", axis=0)[["mean", "q2.5", "q97.5", "P(effect<0)"]].round(2)
+res_reg.summary(include_trials=False).filter(like="beta_", axis=0)[["mean", "eti95_lb", "eti95_ub", "p_benefit"]].round(2)
 """),
     md("""
 ## 5. Does grouping by cell source help?
@@ -259,7 +263,7 @@ outcomes (`rho_outcome`). To see how much that assumption matters, refit with an
 four = bk.effect_sizes(data, measure="SMD", outcomes=["VAS", "WOMAC_total", "Lequesne", "Lysholm"])
 res_multi = bk.fit(four, "multi_outcome", seed=20261126, **DRAWS)
 res_multi.summary(include_trials=False).filter(regex="outcome_effect|overall_by_time|source_mean", axis=0)[
-    ["mean", "q2.5", "q97.5", "P(effect<0)"]].round(3)
+    ["mean", "eti95_lb", "eti95_ub", "p_benefit"]].round(3)
 """),
     md("""
 ## 7. Safety: adverse events
@@ -271,8 +275,8 @@ between-trial SD has the Turner et al. (2015) empirical prior for adverse-event 
     code("""
 ae = bk.effect_sizes(data, measure="logOR", outcomes=["AE_any"])
 res_ae = bk.fit(ae, "safety", seed=20261126, **DRAWS)
-res_ae.summary(include_trials=False).filter(regex="odds_ratio|^mu|tau", axis=0)[["mean", "q2.5", "q97.5"]].round(2)
-"""),
+res_ae.summary(include_trials=False).filter(regex="odds_ratio|^mu|tau", axis=0)[["mean", "eti95_lb", "eti95_ub"]].round(2)
+""", tag="ae-summary"),
     code("""
 res_ae.p_or_above(1.5)[["level", "p", "mcse"]].round(3)    # P(odds of an AE more than 1.5 times higher)
 """),

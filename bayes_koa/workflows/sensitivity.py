@@ -37,6 +37,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -75,7 +76,7 @@ PATH_MCMC = "MCMC refit (cached compiled model)"
 PATH_EXACT = "exact (quadrature over tau)"
 
 _COLUMNS = ["prior_set", "quantity", "kind", "source", "mean", "q2.5", "q97.5", "value", "mcse",
-            "label", "path"]
+            "mcse_q2.5", "mcse_q97.5", "label", "path"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,7 +153,7 @@ def resolve_prior_sets(spec: ModelSpec, prior_sets=None) -> tuple[list[tuple[str
 # quantities from draws (pure)
 # ---------------------------------------------------------------------------------------------
 def _row(prior_set: str, quantity: str, kind: str, source: str = "", path: str = "", **vals) -> dict:
-    r = {c: np.nan for c in ("mean", "q2.5", "q97.5", "value", "mcse")}
+    r = {c: np.nan for c in ("mean", "q2.5", "q97.5", "value", "mcse", "mcse_q2.5", "mcse_q97.5")}
     r.update(prior_set=prior_set, quantity=quantity, kind=kind, source=source, label="", path=path)
     r.update(vals)
     return r
@@ -168,6 +169,9 @@ def _estimate_rows(name: str, var: str, da: xr.DataArray, path: str) -> list[dic
     lo = np.atleast_1d(q.isel(quantile=0).values).ravel()
     hi = np.atleast_1d(q.isel(quantile=1).values).ravel()
     se = np.atleast_1d(mcse_mean(da, sdims).values).ravel()
+    # ArviZ's quantile MCSE (Vehtari et al. 2021, Bayesian Analysis 16:667), for the interval ends
+    qse = [np.atleast_1d(np.asarray(az.mcse(da, method="quantile", prob=p), dtype=float)).ravel()
+           for p in (0.025, 0.975)]
     if not extra:
         labels = [""]
     else:
@@ -177,7 +181,8 @@ def _estimate_rows(name: str, var: str, da: xr.DataArray, path: str) -> list[dic
     for i, lab in enumerate(labels):
         rows.append(_row(name, f"{var}[{lab}]" if lab else var, "estimate",
                          source=lab if extra == ["source"] else "", path=path, mean=float(mean[i]),
-                         **{"q2.5": float(lo[i]), "q97.5": float(hi[i])}, mcse=float(se[i])))
+                         **{"q2.5": float(lo[i]), "q97.5": float(hi[i]), "mcse_q2.5": float(qse[0][i]),
+                            "mcse_q97.5": float(qse[1][i])}, mcse=float(se[i])))
     return rows
 
 
@@ -504,18 +509,15 @@ def detect_flips(table: pd.DataFrame, reference: str = REFERENCE,
     return pd.DataFrame(out, columns=cols)
 
 
-# MC SE of a 2.5% / 97.5% quantile relative to the MC SE of the mean, for a normal posterior:
-# sqrt(p (1 - p)) / phi(z_p) = sqrt(0.025 * 0.975) / 0.0584 = 2.67 (e.g. Vehtari et al. 2021, Bayesian
-# Analysis 16:667, section on quantile MCSE); the table keeps only the MC SE of the mean.
-_QUANTILE_MCSE_FACTOR = 2.67
-
-
 def _bound_near_zero(row, mc_sigmas: float) -> bool:
-    """Is an end of the 95% interval of mu within ``mc_sigmas`` quantile-MCSEs of 0?"""
-    se = float(row["mcse"]) * _QUANTILE_MCSE_FACTOR
-    if not np.isfinite(se):
-        return True
-    return min(abs(float(row["q2.5"])), abs(float(row["q97.5"]))) <= mc_sigmas * se
+    """Is an end of the 95% interval of mu within ``mc_sigmas`` of its own quantile MCSE (ArviZ) of 0?
+
+    Exact-path rows have MCSE 0; an unknown MCSE (NaN) counts as near, never as certain."""
+    for q, se in (("q2.5", row.get("mcse_q2.5", np.nan)), ("q97.5", row.get("mcse_q97.5", np.nan))):
+        se = float(se) if row["path"] != PATH_EXACT else 0.0
+        if not np.isfinite(se) or abs(float(row[q])) <= mc_sigmas * se:
+            return True
+    return False
 
 
 def _band(q: str, v: float, thresholds: Sequence[float]) -> str:

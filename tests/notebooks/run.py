@@ -12,7 +12,7 @@ from nbclient import NotebookClient
 FOLDER = Path(__file__).resolve().parents[2] / "notebooks"
 
 
-def run_notebook(name: str, tmp_path) -> None:
+def run_notebook(name: str, tmp_path):
     path = FOLDER / name
     os.environ["BAYES_KOA_FAST"] = "1"
     os.environ["MPLBACKEND"] = "Agg"
@@ -21,3 +21,17 @@ def run_notebook(name: str, tmp_path) -> None:
     NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
+    return nb
+
+
+def shown(nb, tag: str) -> str:
+    """The text a tagged cell shows (its text/plain outputs, joined)."""
+    cells = [c for c in nb.cells if tag in c.get("metadata", {}).get("tags", [])]
+    assert len(cells) == 1, f"expected one cell tagged {tag!r}, found {len(cells)}"
+    out = []
+    for o in cells[0].outputs:
+        if o.output_type in ("execute_result", "display_data"):
+            out.append(o.get("data", {}).get("text/plain", ""))
+        elif o.output_type == "stream":
+            out.append(o.get("text", ""))
+    return "\n".join(out)

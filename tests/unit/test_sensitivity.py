@@ -41,7 +41,8 @@ def _table(sets: dict[str, dict]) -> pd.DataFrame:
     for name, d in sets.items():
         se = d.get("mcse", 0.001)
         lo, hi = d["mu"]
-        rows.append(ps._row(name, "mu", "estimate", mean=(lo + hi) / 2, **{"q2.5": lo, "q97.5": hi}, mcse=0.01))
+        rows.append(ps._row(name, "mu", "estimate", mean=(lo + hi) / 2, **{"q2.5": lo, "q97.5": hi}, mcse=0.01,
+                            **{"mcse_q2.5": 0.027, "mcse_q97.5": 0.027}))
         rows.append(ps._row(name, "tau", "estimate", mean=1.0, **{"q2.5": 0.1, "q97.5": 3.0}, mcse=0.01))
         rows.append(ps._row(name, "P(mu<0)", "probability", value=d["pmu"], mcse=se))
         for s, p in d.get("best", {}).items():
@@ -393,8 +394,8 @@ def test_power_scaling_needs_log_groups():
 
 
 def test_mu_interval_flip_near_zero_is_marked_noisy():
-    # mu's mean has MC SE 0.01 in _table, so an interval end's MC SE is about 2.67 x 0.01 = 0.027
-    # (normal approximation); an end at +0.03 is within 2 such SEs of 0, an end at +0.5 is not
+    # the interval ends have quantile MC SE 0.027 in _table (as ArviZ's az.mcse(method="quantile")
+    # reports them); an end at +0.03 is within 2 such SEs of 0, an end at +0.5 is not
     near = ps.detect_flips(_table({"reference": REF, "other": {**REF, "mu": (-4.0, 0.03)}}))
     far = ps.detect_flips(_table({"reference": REF, "other": {**REF, "mu": (-4.0, 0.5)}}))
     assert near.set_index("quantity").loc["mu", "within_mc_error"]
