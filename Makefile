@@ -28,7 +28,7 @@ analyze: venv
 	$(VENV)/bin/bayes-koa analyze --out reports/main
 
 sensitivity: venv
-	$(VENV)/bin/bayes-koa sensitivity --out reports/main
+	$(VENV)/bin/bayes-koa sensitivity --out reports/sensitivity
 
 # two workers: a fit is compile-bound and compiling is single-threaded; files stay whole per worker
 test: venv

@@ -7,7 +7,11 @@ data say SIMULATED in their first line.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,11 +22,17 @@ from .api.result import MetaAnalysis
 from .data import read_trials
 from .effects import effect_sizes
 from .inference.diagnostics import SamplingWarning
+from .inference.sampling import SamplingInterrupted
 from .kinds import load_spec
 from .koa.bundled import load_koa_msc
 from .koa.claims import claims_table
 from .koa.simulation import load_simulated
 from .spec import PriorError, list_models, list_prior_sets
+
+PROBLEM_BANNER = ("SAMPLING PROBLEMS: the sampler diagnostics failed (above); the estimates, rankings and "
+                  "claims below are NOT reliable. Exit code 3.")
+EXIT_DIAGNOSTICS = 3  # the run finished but its sampler diagnostics failed
+EXIT_INTERRUPTED = 130
 
 SIM_LINE = "SIMULATED DATA (bayes_koa.simulate, documented seed): not trial results."
 
@@ -58,6 +68,42 @@ def _write_csv(df: pd.DataFrame, path: Path, simulated: bool, index: bool = True
         if simulated:
             fh.write(f"# {SIM_LINE}\n")
         df.to_csv(fh, index=index)
+
+
+def _check_out(out: str | None) -> Path | None:
+    """Check the report folder before any sampling: it must be creatable and writable, not a file."""
+    if not out:
+        return None
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--out {folder}: is a file, not a folder")
+    parent = folder.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(parent, os.W_OK) or (folder.exists() and not os.access(folder, os.W_OK)):
+        raise ValueError(f"--out {folder}: not writable")
+    return folder
+
+
+@contextlib.contextmanager
+def _staged(folder: Path):
+    """Write a report into a fresh staging folder beside ``folder``; on success it replaces ``folder`` whole.
+
+    So a report folder is always one complete set from one run: no stale tables or plots of an earlier run,
+    and an interrupted run leaves the previous report as it was.
+    """
+    stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.resolve().parent))
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    old = None
+    if folder.exists():
+        old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+        os.replace(folder, old)
+    os.replace(stage, folder)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 class _Tee:
@@ -137,8 +183,8 @@ def cmd_models(args) -> int:
 def cmd_analyze(args) -> int:
     import warnings
 
-
     t0 = time.time()
+    _check_out(args.out)
     out = _Tee()
     data = _load_data(args.data)
     simulated = _is_simulated(data)
@@ -163,6 +209,9 @@ def cmd_analyze(args) -> int:
     out(f"Diagnostics: {diag.attrs['divergences']} divergences; max R-hat {diag['r_hat'].max():.3f}; "
         f"min bulk ESS {diag['ess_bulk'].min():.0f}; min tail ESS {diag['ess_tail'].min():.0f}")
     out("  OK" if not probs else "  PROBLEMS:\n  - " + "\n  - ".join(probs))
+    if probs:
+        out("")
+        out(PROBLEM_BANNER)
     for w in caught:
         if not issubclass(w.category, SamplingWarning):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
@@ -197,33 +246,35 @@ def cmd_analyze(args) -> int:
         out(claims[["claim", "probability", "mc_se", "interpretation"]].round(3).to_string(index=False))
     out(f"\nElapsed {time.time() - t0:.1f} s")
     if args.out:
-        folder = Path(args.out)
-        folder.mkdir(parents=True, exist_ok=True)
-        _write_csv(summ, folder / "summary.csv", simulated)
-        _write_csv(diag, folder / "diagnostics.csv", simulated)
-        _write_csv(res.priors, folder / "priors.csv", simulated, index=False)
-        _write_csv(eff, folder / "effects.csv", simulated, index=False)
-        _write_csv(res.excluded, folder / "excluded.csv", simulated, index=False)
-        _write_csv(claims, folder / "claims.csv", simulated, index=False)
-        _write_csv(res.contraction(), folder / "contraction.csv", simulated)
-        if has_groups and n_sources >= 2:
-            _write_csv(res.rank("source"), folder / "ranking.csv", simulated, index=False)
-            _write_csv(res.rank_probabilities("source").to_pandas(), folder / "rank_probabilities.csv", simulated)
-            pw = res.pairwise("source")
-            _write_csv(pw if isinstance(pw, pd.DataFrame) else pw.to_pandas(), folder / "pairwise.csv", simulated)
-        try:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            res.plot_forest(save=folder / "forest.png")
+        with _staged(Path(args.out)) as folder:
+            _write_csv(summ, folder / "summary.csv", simulated)
+            _write_csv(diag, folder / "diagnostics.csv", simulated)
+            _write_csv(res.priors, folder / "priors.csv", simulated, index=False)
+            _write_csv(eff, folder / "effects.csv", simulated, index=False)
+            _write_csv(res.excluded, folder / "excluded.csv", simulated, index=False)
+            _write_csv(claims, folder / "claims.csv", simulated, index=False)
+            _write_csv(res.contraction(), folder / "contraction.csv", simulated)
             if has_groups and n_sources >= 2:
-                res.plot_rankogram(save=folder / "rankogram.png")
-                res.plot_densities(save=folder / "source_densities.png")
-        except ImportError as e:  # plots module not available
-            out(f"plots skipped: {e}")
-        res.save(folder / "result.nc")
-        (folder / "report.txt").write_text("\n".join(out.lines) + "\n")
-        print(f"Report written to {folder}/ (summary, ranking, diagnostics, priors, effects, plots, result.nc)")
+                _write_csv(res.rank("source"), folder / "ranking.csv", simulated, index=False)
+                _write_csv(res.rank_probabilities("source").to_pandas(), folder / "rank_probabilities.csv", simulated)
+                pw = res.pairwise("source")
+                _write_csv(pw if isinstance(pw, pd.DataFrame) else pw.to_pandas(), folder / "pairwise.csv", simulated)
+            try:
+                import matplotlib
+
+                matplotlib.use("Agg")
+                res.plot_forest(save=folder / "forest.png")
+                if has_groups and n_sources >= 2:
+                    res.plot_rankogram(save=folder / "rankogram.png")
+                    res.plot_densities(save=folder / "source_densities.png")
+            except ImportError as e:  # plots module not available
+                out(f"plots skipped: {e}")
+            res.save(folder / "result.nc")
+            (folder / "report.txt").write_text("\n".join(out.lines) + "\n")
+        print(f"Report written to {args.out}/ (summary, ranking, diagnostics, priors, effects, plots, result.nc)")
+    if probs:
+        print(PROBLEM_BANNER, file=sys.stderr)
+        return EXIT_DIAGNOSTICS
     return 0
 
 
@@ -238,6 +289,7 @@ CLAIM_MODELS = (
 
 
 def cmd_claims(args) -> int:
+    _check_out(args.out)
     """Fit the models each claim needs, print the claims table with a model check per model."""
     import warnings
 
@@ -284,19 +336,18 @@ def cmd_claims(args) -> int:
         out(table[["claim", "probability", "mc_se", "interpretation", "model", "measure", "outcome",
                    "time_months"]].round(3).to_string(index=False))
     if args.out:
-        folder = Path(args.out)
-        folder.mkdir(parents=True, exist_ok=True)
-        _write_csv(table, folder / "claims_all_models.csv", simulated, index=False)
-        _write_csv(pd.DataFrame(checks), folder / "model_checks.csv", simulated, index=False)
-        (folder / "claims_report.txt").write_text("\n".join(out.lines) + "\n")
-        print(f"Wrote claims_all_models.csv, model_checks.csv, claims_report.txt to {folder}/")
+        with _staged(Path(args.out)) as folder:
+            _write_csv(table, folder / "claims_all_models.csv", simulated, index=False)
+            _write_csv(pd.DataFrame(checks), folder / "model_checks.csv", simulated, index=False)
+            (folder / "claims_report.txt").write_text("\n".join(out.lines) + "\n")
+            print(f"Wrote claims_all_models.csv, model_checks.csv, claims_report.txt to {folder}/")
     return 0
 
 
 def cmd_sensitivity(args) -> int:
+    _check_out(args.out)
     """``bayes-koa sensitivity``: fit, sweep the prior sets, print and write the results."""
     import warnings
-
 
     t0 = time.time()
     data = _load_data(args.data)
@@ -342,17 +393,28 @@ def cmd_sensitivity(args) -> int:
     print(f"\nElapsed {time.time() - t0:.1f} s (sweep {sweep.table.attrs['seconds']:.1f} s, "
           f"{sweep.table.attrs['compiled_models']} new compiled model(s))")
     if args.out:
-        folder = Path(args.out)
-        folder.mkdir(parents=True, exist_ok=True)
-        _write_csv(sweep.table, folder / "sensitivity.csv", simulated, index=False)
-        _write_csv(flips, folder / "flips.csv", simulated, index=False)
-        _write_csv(sweep.priors, folder / "sensitivity_priors.csv", simulated, index=False)
-        import matplotlib
+        with _staged(Path(args.out)) as folder:
+            _write_csv(sweep.table, folder / "sensitivity.csv", simulated, index=False)
+            _write_csv(flips, folder / "flips.csv", simulated, index=False)
+            _write_csv(sweep.priors, folder / "sensitivity_priors.csv", simulated, index=False)
+            import matplotlib
 
-        matplotlib.use("Agg")
-        sweep.plot(save=folder / "sensitivity.png")
-        print(f"Wrote sensitivity.csv, flips.csv, sensitivity_priors.csv, sensitivity.png to {folder}/")
+            matplotlib.use("Agg")
+            sweep.plot(save=folder / "sensitivity.png")
+            print(f"Wrote sensitivity.csv, flips.csv, sensitivity_priors.csv, sensitivity.png to {folder}/")
     return 0
+
+
+def _count(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+    return parse
 
 
 def parser() -> argparse.ArgumentParser:
@@ -374,9 +436,9 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--prior", action="append", metavar="NAME=SPEC",
                    help="e.g. --prior tau='HalfNormal(sigma=10)' (repeatable); wins over the model file")
     a.add_argument("--seed", type=int, default=20261126)
-    a.add_argument("--draws", type=int, default=2000)
-    a.add_argument("--tune", type=int, default=2000)
-    a.add_argument("--chains", type=int, default=4)
+    a.add_argument("--draws", type=_count(1), default=2000)
+    a.add_argument("--tune", type=_count(0), default=2000)
+    a.add_argument("--chains", type=_count(1), default=4)
     a.add_argument("--quiet", action="store_true", help="no progress bar")
     a.set_defaults(func=cmd_analyze)
 
@@ -389,15 +451,15 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default="source_hierarchical")
     s.add_argument("--prior-sets", default=None, help="comma-separated names (default: all that fit the measure)")
     s.add_argument("--seed", type=int, default=20261126)
-    s.add_argument("--draws", type=int, default=2000)
-    s.add_argument("--chains", type=int, default=4)
+    s.add_argument("--draws", type=_count(1), default=2000)
+    s.add_argument("--chains", type=_count(1), default=4)
     s.set_defaults(func=cmd_sensitivity)
 
     c = sub.add_parser("claims", help="fit the models behind each of the paper's claims and print the claims table")
     c.add_argument("--data", default="simulated")
     c.add_argument("--out", default=None)
     c.add_argument("--seed", type=int, default=20261126)
-    c.add_argument("--draws", type=int, default=2000)
+    c.add_argument("--draws", type=_count(1), default=2000)
     c.set_defaults(func=cmd_claims)
 
     m = sub.add_parser("models", help="list model files, their resolved priors, and the prior sets")
@@ -407,13 +469,33 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 done; 2 bad input (one line on stderr); 3 done but the sampler diagnostics failed;
+    130 interrupted (nothing written)."""
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as e:  # data, prior and model errors: say what and stop
-        print(f"error: {e}", file=sys.stderr)
+    except (ValueError, OSError) as e:  # data, prior, model and file errors: say what and stop
+        if isinstance(e, BrokenPipeError):
+            raise
+        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, SamplingInterrupted) as e:
+        print(f"interrupted: {e or 'Ctrl-C'}; no report was written (an earlier report is kept as it was)",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def entry() -> None:
+    """The console script: ``main`` plus a quiet exit when the output pipe closes (``| head``)."""
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = 1
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()

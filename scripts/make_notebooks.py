@@ -100,7 +100,8 @@ The exact posterior (quadrature over tau, no MCMC) gives the same answer and is 
 rows = res.effects
 exact = bk.exact_normal_normal(rows.yi.to_numpy(float), rows.sei.to_numpy(float),
                                mu_prior=(0.0, 1.0), tau_prior=res.spec.prior_dict["tau"])
-pd.concat({"exact": exact.summary().loc[["mu", "tau"], ["mean", "eti95_lb", "eti95_ub"]],
+pd.concat({"exact": exact.summary().loc[["mu", "tau"], ["mean", "q2.5", "q97.5"]]
+                    .set_axis(["mean", "eti95_lb", "eti95_ub"], axis=1),
            "MCMC": res.summary().loc[["mu", "tau"], ["mean", "eti95_lb", "eti95_ub"]]}, axis=1).round(3)
 """),
     md("""

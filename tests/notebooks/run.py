@@ -35,3 +35,17 @@ def shown(nb, tag: str) -> str:
         elif o.output_type == "stream":
             out.append(o.get("text", ""))
     return "\n".join(out)
+
+
+def shown_frame(nb, tag: str):
+    """The DataFrame a tagged cell shows, read back from its text (pandas wraps wide frames in blocks)."""
+    import pandas as pd
+
+    blocks = [b for b in shown(nb, tag).split("\n\n") if b.strip()]
+    parts = []
+    for b in blocks:
+        lines = [ln.rstrip(" \\") for ln in b.splitlines() if ln.strip()]
+        header = lines[0].split()
+        rows = {ln.split()[0]: ln.split()[1:] for ln in lines[1:]}
+        parts.append(pd.DataFrame.from_dict(rows, orient="index", columns=header))
+    return pd.concat(parts, axis=1)

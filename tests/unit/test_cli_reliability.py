@@ -1,0 +1,70 @@
+"""The command line under bad input, failed diagnostics, interrupts and closed pipes (issue 10)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bayes_koa import cli
+
+EXE = [sys.executable, "-c", "from bayes_koa.cli import entry; entry()"]
+
+
+def test_out_that_is_a_file_fails_before_any_work(tmp_path, capsys):
+    f = tmp_path / "report"
+    f.write_text("x")
+    assert cli.main(["analyze", "--out", str(f), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: --out {f}: is a file, not a folder"
+
+
+@pytest.mark.parametrize("args", [["--chains", "0"], ["--draws", "-5"], ["--tune", "x"]])
+def test_bad_sampler_settings_are_one_line_usage_errors(args):
+    out = subprocess.run(EXE + ["analyze", *args], capture_output=True, text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith("bayes-koa analyze: error: argument")
+
+
+def test_a_directory_as_data_is_a_one_line_error(tmp_path):
+    out = subprocess.run(EXE + ["analyze", "--data", f"{tmp_path},{tmp_path}"], capture_output=True, text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_closed_pipe_gives_no_traceback():
+    p = subprocess.run(" ".join(f"'{a}'" for a in EXE) + " models | head -1", shell=True, capture_output=True,
+                       text=True)
+    assert p.stdout.startswith("model ") and "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr
+
+
+def test_failed_diagnostics_banner_exit_code_and_a_fresh_report(tmp_path):
+    folder = tmp_path / "rep"
+    folder.mkdir()
+    (folder / "stale_plot.png").write_text("from an earlier run")
+    # 2 chains x 20 draws after 20 tuning steps cannot reach R-hat <= 1.01 / ESS >= 200 for this model
+    code = cli.main(["analyze", "--out", str(folder), "--quiet", "--draws", "20", "--tune", "20", "--chains", "2",
+                     "--model", "random_effects"])
+    assert code == cli.EXIT_DIAGNOSTICS
+    report = (folder / "report.txt").read_text()
+    assert cli.PROBLEM_BANNER in report
+    assert not (folder / "stale_plot.png").exists()  # the folder is one complete set from this run
+    assert (folder / "summary.csv").exists() and (folder / "result.nc").exists()
+
+
+def test_interrupted_run_keeps_the_earlier_report(tmp_path, monkeypatch):
+    import nutpie
+
+    folder = tmp_path / "rep"
+    folder.mkdir()
+    (folder / "report.txt").write_text("earlier, complete report")
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nutpie, "sample", interrupted)
+    code = cli.main(["analyze", "--out", str(folder), "--quiet", "--model", "random_effects"])
+    assert code == cli.EXIT_INTERRUPTED
+    assert (folder / "report.txt").read_text() == "earlier, complete report"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".rep.")]  # no staging folder left behind
