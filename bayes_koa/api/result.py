@@ -24,6 +24,7 @@ from ..kinds import get_kind, spec_from_text
 from ..kinds import binomial as _binomial
 from ..kinds import multivariate as _multivariate
 from ..koa import claims as _claims
+from ..plots import arviz as _azplots
 from ..plots import figures as _plots
 from ..spec.model_spec import ModelSpec
 from ..workflows import influence as _influence
@@ -156,6 +157,22 @@ class MetaAnalysis:
     def p_or_above(self, threshold: float = 1.0) -> pd.DataFrame:
         """Adverse-event models: P(odds ratio > threshold) overall and per source, with MC SE."""
         return _binomial.p_or_above(self, threshold=threshold)
+
+    # -- standard Bayesian plots, drawn by arviz-plots (bayes_koa.plots.arviz) -------------------
+    def plot_trace(self, var_names=None, **kwargs):
+        return _azplots.plot_trace(self, var_names, **kwargs)
+
+    def plot_prior_vs_posterior(self, var_names=None, **kwargs):
+        return _azplots.plot_prior_vs_posterior(self, var_names, **kwargs)
+
+    def plot_ppc_dist(self, seed: int | None = None, **kwargs):
+        return _azplots.plot_ppc_dist(self, seed, **kwargs)
+
+    def plot_loo_pit(self, seed: int | None = None, **kwargs):
+        return _azplots.plot_loo_pit(self, seed, **kwargs)
+
+    def plot_psense(self, var_names=None, **kwargs):
+        return _azplots.plot_psense(self, var_names, **kwargs)
 
     def plot_forest(self, **kwargs):
         return _plots.forest(self, **kwargs)
