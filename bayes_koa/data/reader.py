@@ -1020,9 +1020,10 @@ def validate_effect_table(effects: pd.DataFrame) -> pd.DataFrame:
     a ``comparison`` column: identical rows). A missing value is not an error (rows without
     ``yi``/``vi`` are left out by the model with a reason).
 
-    Returns a copy with labels stripped, column names stripped, and number / yes-no columns given
-    as text converted; other columns and ``attrs`` untouched (so the table of ``effect_sizes``
-    comes back equal). Raises :class:`DataValidationError`, one line per problem naming the trial,
+    Returns a copy with column names and every text cell stripped of surrounding white space (as
+    ``read_trials`` does: also in columns it does not know, such as a grouping column for
+    ``fit(..., group=...)``), and number / yes-no columns given as text converted; everything else
+    and ``attrs`` untouched (so the table of ``effect_sizes`` comes back equal). Raises :class:`DataValidationError`, one line per problem naming the trial,
     the comparison, the column and the index label.
     """
     if not isinstance(effects, pd.DataFrame):
@@ -1056,6 +1057,9 @@ def validate_effect_table(effects: pd.DataFrame) -> pd.DataFrame:
             df[c] = values.astype("float64") if kind == "float" else values
         elif kind == "bool" and not pd.api.types.is_bool_dtype(col):
             df[c] = values
+    for c in names:  # other text columns (e.g. a grouping column for fit's group=): white space too
+        if c not in parsed and (pd.api.types.is_string_dtype(df[c]) or df[c].dtype == object):
+            df[c] = df[c].map(lambda v: v.strip() if isinstance(v, str) else v)
     if "vi" in parsed and "sei" in parsed:
         for i, (v, se) in enumerate(zip(parsed["vi"], parsed["sei"])):
             if pd.isna(v) or pd.isna(se) or v <= 0 or se <= 0:

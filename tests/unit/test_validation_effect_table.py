@@ -52,6 +52,9 @@ def test_white_space_in_labels_would_split_a_source_in_the_model():
     checked, _ = prepare(spec, validate_effect_table(df))
     assert checked.source == ["BM", "UC"]
     np.testing.assert_array_equal(checked.source_idx, [0, 0, 1])
+    # the same for a grouping column the schema does not know (fit(..., group="district"))
+    assert validate_effect_table(df.assign(district=["north", "north ", " south"]))["district"].tolist() == [
+        "north", "north", "south"]
 
 
 def test_numbers_and_yes_no_given_as_text_are_converted():
