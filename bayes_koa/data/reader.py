@@ -1007,7 +1007,7 @@ def _read(sources: list, stacklevel: int) -> TrialData:
 # --------------------------------------------------------------------------- effect tables
 
 
-def validate_effect_table(effects: pd.DataFrame) -> pd.DataFrame:
+def validate_effect_table(effects: pd.DataFrame, require_effects: bool = True) -> pd.DataFrame:
     """Check an effect table (from :func:`bayes_koa.effect_sizes` or a user's own) before a fit.
 
     The columns of :data:`~bayes_koa.data.schema.EFFECTS` are checked where present, with the
@@ -1019,6 +1019,9 @@ def validate_effect_table(effects: pd.DataFrame) -> pd.DataFrame:
     and a row listed twice (same trial, comparison, outcome, time, measure and value type; without
     a ``comparison`` column: identical rows). A missing value is not an error (rows without
     ``yi``/``vi`` are left out by the model with a reason).
+
+    ``require_effects=False`` (a table that is not an effect table, e.g. the arm table of the
+    network kind): ``trial_id``, ``yi`` and ``vi``/``sei`` are not required; every other rule holds.
 
     Returns a copy with column names and every text cell stripped of surrounding white space (as
     ``read_trials`` does: also in columns it does not know, such as a grouping column for
@@ -1041,10 +1044,10 @@ def validate_effect_table(effects: pd.DataFrame) -> pd.DataFrame:
     for c in names:
         if c not in EFFECTS.names and c.lower() in known and known[c.lower()] not in names:
             ck.err(inp, [], c, f"column {c!r} should be named {known[c.lower()]!r}")
-    for c in ("trial_id", "yi"):
+    for c in ("trial_id", "yi") if require_effects else ():
         if c not in names:
             ck.err(inp, [], c, "required column is missing (an effect table needs trial_id, yi and vi or sei)")
-    if "vi" not in names and "sei" not in names:
+    if require_effects and "vi" not in names and "sei" not in names:
         ck.err(inp, [], "vi", "an effect table needs vi (sampling variance) or sei (standard error)")
     parsed = {c.name: ck._parse_column(inp, c) for c in EFFECTS.columns if c.name in names}
     for c, values in parsed.items():

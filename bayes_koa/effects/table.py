@@ -104,10 +104,11 @@ def effect_sizes(data, measure="SMD", outcomes=None, times=None, value_type="aut
     Parameters
     ----------
     data
-        Any object with DataFrame attributes ``trials`` and ``outcomes`` (e.g.
-        ``bayes_koa.load_koa_msc()``), or a ``(trials, outcomes)`` tuple; columns as in
-        ``bayes_koa/koa/data/koa_msc/README.md``, plus optional ``events`` (binary outcomes) and
-        ``min``/``max`` (sample range) columns in ``outcomes``.
+        A :class:`~bayes_koa.data.TrialData` (e.g. ``bayes_koa.load_koa_msc()``), a ``(trials,
+        outcomes)`` tuple of DataFrames or file paths, or any object with DataFrame attributes
+        ``trials`` and ``outcomes``; columns as in ``docs/data_schema.md``. Every form passes the
+        same checks as :func:`bayes_koa.read_trials` (:func:`bayes_koa.data.as_trial_data`; a
+        TrialData is checked again, as its tables may have been edited).
     measure
         ``"SMD"`` (Hedges' g), ``"MD"``, ``"SMDH"``, ``"ROM"`` for continuous outcomes;
         ``"logOR"``, ``"logRR"`` for binary ones (rows with ``events``); ``"auto"``: SMD for
@@ -121,7 +122,10 @@ def effect_sizes(data, measure="SMD", outcomes=None, times=None, value_type="aut
         where an arm has none, they are derived from its final values only if ``pre_post_r`` is
         given: mean change = final - baseline, ``SD = sqrt(sd0^2 + sd1^2 - 2 r sd0 sd1)``
         (Cochrane Handbook 6.5.2.8), noted in ``estimated``. ``"auto"`` (default): change values
-        where both arms have them at that time, final values otherwise.
+        where both arms have them at that time, final values otherwise; for standardized measures
+        (SMD, SMDH, and ``"auto"``) one value type per outcome and time, as SMDs of change and of
+        final values are not combined (Cochrane Handbook 10.5.2): the type with more in-scope
+        comparisons (a tie: change), the others excluded with the reason (``mix_change_final``).
     multiarm
         How arms shared by several comparisons of one trial enter the variances (Cochrane Handbook
         23.3.4). ``"split"`` (default): a shared arm's n is divided by the number k of comparisons
@@ -151,6 +155,9 @@ def effect_sizes(data, measure="SMD", outcomes=None, times=None, value_type="aut
         Zero-cell correction of binary outcomes (:func:`bayes_koa.conversions.log_odds_ratio`):
         by default 0.5 is added to every cell of a table with a zero cell; a table with no events
         in either arm is excluded, not corrected.
+    mix_change_final
+        ``True``: under ``value_type="auto"``, combine change and final values in one SMD (the
+        Handbook advises against it). MDs may always combine them (Handbook 10.5.2).
 
     Returns
     -------
@@ -174,6 +181,12 @@ def effect_sizes(data, measure="SMD", outcomes=None, times=None, value_type="aut
         cannot be pooled: use SMD, or select outcomes of one range).
     ValueError
         Invalid arguments.
+
+    Warns
+    -----
+    DataValidationWarning
+        Kept-but-suspect data (from the checks), and ``measure="MD"`` on VAS rows with no stated
+        range whose values are all <= 10, as on a 0-10 cm scale (named by trial).
     """
     outcome_sel = [outcomes] if isinstance(outcomes, str) else outcomes
     time_sel = None if times is None else [float(t) for t in np.atleast_1d(times)]

@@ -110,3 +110,13 @@ def test_sei_contradicting_vi_and_duplicated_rows():
                              "column if they differ) in effect table index 0, 1"]
     # two comparisons of one trial are not duplicates
     validate_effect_table(_table(trial_id=["A", "A", "B"], comparison=["a vs c", "b vs c", "a vs c"]))
+
+
+def test_arm_tables_keep_the_cell_rules_without_effect_columns():
+    arms = pd.DataFrame({"study": ["s1", "s1"], "treatment": ["MSC ", "placebo"], "events": [3, 1],
+                         "n": [20, 20], "cell_source": ["BM", "BM"]})
+    out = validate_effect_table(arms, require_effects=False)
+    assert out["treatment"].tolist() == ["MSC", "placebo"]
+    assert _lines(arms)[0].startswith("(all rows) / column trial_id: required column is missing")  # as an effect table
+    with pytest.raises(DataValidationError, match="did you mean 'BM'"):
+        validate_effect_table(arms.assign(cell_source=["bm", "BM"]), require_effects=False)
