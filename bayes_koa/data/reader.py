@@ -8,6 +8,7 @@ row in order, and run :func:`validate`'s checks: every problem is collected and 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import html
 import io
@@ -28,7 +29,10 @@ from .schema import (
     OUTCOMES,
     SCHEMA,
     TRUE_TOKENS,
+    EFFECTS,
     Column,
+    _num,
+    check_label,
     Table,
     trial_level_columns,
 )
@@ -37,9 +41,11 @@ __all__ = [
     "TrialData",
     "DataValidationError",
     "DataValidationWarning",
-    "load_koa_msc",
+    "read_bundle",
     "read_trials",
     "validate",
+    "as_trial_data",
+    "validate_effect_table",
 ]
 
 BUNDLED_SOURCE = "bundled koa_msc"
@@ -49,6 +55,7 @@ _FALSE = frozenset(FALSE_TOKENS)
 # columns that hold a number reported for an arm (used to say which trials have outcome numbers)
 _STAT_COLUMNS = ("mean", "sd", "se", "median", "q1", "q3", "ci_low", "ci_high", "events")
 _CHANGE_SUFFIX = "_change_from_baseline"
+_MAX_INT = 2**53  # whole numbers above this are not exact in a float64 (and overflow Int64 soon after)
 
 Source = str | os.PathLike | pd.DataFrame
 
@@ -61,7 +68,10 @@ class DataValidationError(ValueError):
     ``trial_id``, ``arm_id``, ``column``, ``message`` (and ``line``, the full text line).
 
     ``row`` is the row number in the file with the header as row 1 (the spreadsheet row), or the
-    index label when the table was given as a DataFrame; None for whole-table problems.
+    index label when the table was given as a DataFrame; None for whole-table problems; ``rows``
+    lists every row of a problem that spans several (e.g. a row listed twice).
+    The message is one line per problem: the problem itself when there is one, else a count
+    followed by one ``- problem`` line each.
 
     Other modules may raise it with a plain message (``DataValidationError("text")``): the text
     is then the message and the one entry of ``.problems``.
@@ -73,9 +83,12 @@ class DataValidationError(ValueError):
             super().__init__(problems)
             return
         self.problems = [_plain_problem(p) if isinstance(p, str) else dict(p) for p in problems]
-        n = len(self.problems)
-        head = f"{n} problem{'s' if n != 1 else ''} in the trial data:"
-        super().__init__("\n".join([head] + [f"- {p.get('line') or p.get('message')}" for p in self.problems]))
+        lines = [p.get("line") or p.get("message") for p in self.problems]
+        if len(lines) == 1:  # one problem: one line
+            super().__init__(lines[0])
+            return
+        head = f"{len(lines)} problems in the trial data:"
+        super().__init__("\n".join([head] + [f"- {line}" for line in lines]))
 
 
 def _plain_problem(text: str) -> dict:
@@ -100,7 +113,9 @@ class _Issue:
 
     def line(self) -> str:
         trial = self.trial_id if self.trial_id else "(no trial_id)"
-        if self.arm_id is None:
+        if self.arm_id is None and self.arm_word == "comparison":
+            who = trial if self.trial_id else "(all rows)"
+        elif self.arm_id is None:
             who = f"{trial} / all arms" if self.trial_id else "(all rows)"
         else:
             who = f"{trial} / {self.arm_word} {self.arm_id if self.arm_id != '' else '(no arm_id)'}"
@@ -116,6 +131,7 @@ class _Issue:
         return {
             "table": self.table,
             "row": self.rows[0] if self.rows else None,
+            "rows": list(self.rows),
             "trial_id": self.trial_id,
             "arm_id": self.arm_id,
             "column": self.column,
@@ -143,6 +159,13 @@ class TrialData:
     source: str
     data_hash: str
     warnings: tuple[str, ...] = field(default=())
+    locations: dict = field(default_factory=dict, repr=False)
+    """table -> (label, row numbers) of the file each table was read from, so that a later
+    check of the tables (:func:`as_trial_data`) names the same file rows."""
+
+    def __post_init__(self):
+        # what the tables held when they were made: a later check tells whether they were changed
+        object.__setattr__(self, "_frames_sha256", _frames_hash(self))
 
     @property
     def n_trials(self) -> int:
@@ -182,6 +205,15 @@ class TrialData:
         )
 
 
+def _frames_hash(td) -> str:
+    h = hashlib.sha256()
+    for name in SCHEMA:
+        df = getattr(td, name, None)
+        text = df.to_csv(index=False, lineterminator="\n") if isinstance(df, pd.DataFrame) else ""
+        h.update(f"{name}:{len(text)}\n{text}".encode())
+    return h.hexdigest()
+
+
 def _trials_with_numbers(df: pd.DataFrame, columns) -> list[str]:
     cols = [c for c in columns if c in df.columns]
     if df.empty or not cols:
@@ -203,10 +235,44 @@ class _Input:
     raw: bytes  # what is hashed
 
 
-def _text_frame(df: pd.DataFrame) -> pd.DataFrame:
-    df = df.copy()
-    df.columns = [str(c).strip() for c in df.columns]
-    return df.astype(object).map(lambda v: "" if v is None else str(v).strip())
+def _header_issues(names: list[str], label: str, header_row) -> list[dict]:
+    """A column name given more than once (after removing white space): pandas would silently
+    rename the copies ``mean.1``, ``mean.2``, so the second column would never be read."""
+    seen: dict[str, list[int]] = {}
+    for pos, n in enumerate(names, start=1):
+        if n != "":
+            seen.setdefault(n, []).append(pos)
+    rows = () if header_row is None else (header_row,)
+    return [
+        _Issue(label, rows, None, None, n,
+               f"column name {n!r} is given {len(pos)} times (columns {', '.join(map(str, pos))}); "
+               "keep one").as_dict()
+        for n, pos in seen.items() if len(pos) > 1
+    ]
+
+
+def _text_frame(grid: pd.DataFrame, label: str) -> pd.DataFrame:
+    """A sheet read without a header (every cell text) -> text frame named by its first row."""
+    grid = grid.fillna("").astype(object).map(lambda v: str(v).strip())
+    if len(grid) == 0:
+        raise DataValidationError([_Issue(label, (), None, None, None,
+                                          "cannot read the file (it is empty)").as_dict()])
+    names = [str(v).strip() for v in grid.iloc[0]]
+    body = grid.iloc[1:].reset_index(drop=True)
+    problems = _header_issues(names, label, 1)
+    keep = []
+    for pos, n in enumerate(names):
+        if n == "":
+            if (body.iloc[:, pos] != "").any():
+                problems.append(_Issue(label, (1,), None, None, None,
+                                       f"column {pos + 1} holds values but has no name").as_dict())
+            continue  # an empty column without a name (e.g. a trailing comma): nothing to read
+        keep.append(pos)
+    if problems:
+        raise DataValidationError(problems)
+    text = body.iloc[:, keep].copy()
+    text.columns = [names[p] for p in keep]
+    return text
 
 
 def _from_bytes(raw: bytes, table: Table, name: str, excel: bool) -> _Input:
@@ -231,14 +297,17 @@ def _from_bytes(raw: bytes, table: Table, name: str, excel: bool) -> _Input:
             sheet = named[0] if named else sheets[0]
             if len(sheets) > 1:
                 label = f"{name} sheet {sheet}"
-            df = pd.read_excel(book, sheet_name=sheet, dtype=str, na_filter=False)
+            grid = pd.read_excel(book, sheet_name=sheet, dtype=str, na_filter=False, header=None)
         else:
-            df = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False, encoding="utf-8-sig")
+            # header=None: the header is read as a row, so duplicated names are seen (not renamed)
+            grid = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False, encoding="utf-8-sig",
+                               header=None)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, ValueError,
             zipfile.BadZipFile) as exc:
-        issue = _Issue(label, (), None, None, None, f"cannot read the file ({exc})")
-        raise DataValidationError([issue.as_dict()]) from exc
-    text = _text_frame(df)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        issue = _Issue(label, (), None, None, None, f"cannot read the file ({first})")
+        raise DataValidationError([issue.as_dict()]) from None
+    text = _text_frame(grid, label)
     return _Input(table, text, label, False, list(range(2, len(text) + 2)), raw)
 
 
@@ -249,35 +318,54 @@ def _cell_text(v: Any, col: Column | None) -> str:
         return "true" if v else "false"
     if isinstance(v, float) or type(v).__name__.startswith("float"):
         f = float(v)
-        if col is not None and col.kind == "int" and f.is_integer():
+        if col is not None and col.kind == "int" and f.is_integer() and abs(f) < 2**63:
             return str(int(f))
         return repr(f)
     return str(v).strip()
 
 
-def _from_frame(df: pd.DataFrame, table: Table) -> _Input:
+def _from_frame(df: pd.DataFrame, table: Table, label: str | None = None,
+                rows: list | None = None) -> _Input:
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"{table.name}: expected a path or a pandas DataFrame, got {type(df).__name__}")
+    label = label or table.name
+    names = [str(c).strip() for c in df.columns]
+    problems = _header_issues(names, label, None)
+    if problems:
+        raise DataValidationError(problems)
     cols = {}
-    for name in df.columns:
-        key = str(name).strip()
-        col = table.column(key) if key in table.names else None
-        cols[key] = [_cell_text(v, col) for v in df[name].tolist()]
+    for pos, key in enumerate(names):
+        col = table.column(key) if key in table.all_names else None
+        cols[key] = [_cell_text(v, col) for v in df.iloc[:, pos].tolist()]
     text = pd.DataFrame(cols, columns=list(cols), dtype=object)
     if len(text) == 0:
         text = pd.DataFrame({k: pd.Series([], dtype=object) for k in cols})
     raw = text.to_csv(index=False, lineterminator="\n").encode("utf-8")
-    return _Input(table, text, table.name, True, list(df.index), raw)
+    from_frame = rows is None
+    return _Input(table, text, label, from_frame, list(df.index) if rows is None else list(rows), raw)
 
 
 def _from_path(path: str | os.PathLike, table: Table) -> _Input:
     path = os.fspath(path)
+    name = os.path.basename(path.rstrip(os.sep)) or path
     suffix = os.path.splitext(path)[1].lower()
+
+    def refuse(message: str):
+        line = f"{table.name} file {path}: {message}"
+        return DataValidationError([_plain_problem(line) | {"table": table.name}])
+
     if suffix == ".xls":
-        raise ValueError(f"{path}: old .xls workbooks are not read; save it as .xlsx or CSV")
-    with open(path, "rb") as fh:
-        raw = fh.read()
-    return _from_bytes(raw, table, os.path.basename(path), excel=suffix in (".xlsx", ".xlsm"))
+        raise refuse("old .xls workbooks are not read; save it as .xlsx or CSV")
+    if os.path.isdir(path):
+        raise refuse(f"{name} is a folder, not a data file; give the {table.filename} inside it")
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except FileNotFoundError:
+        raise refuse("no such file") from None
+    except OSError as exc:  # permission, device, ...: say what, no traceback
+        raise refuse(f"cannot read the file ({exc.strerror or type(exc).__name__})") from None
+    return _from_bytes(raw, table, name, excel=suffix in (".xlsx", ".xlsm"))
 
 
 def _empty_input(table: Table) -> _Input:
@@ -317,6 +405,8 @@ class _Checker:
             return get("trial_id"), get("arm_id"), "arm"
         if name == "contrasts":
             return get("trial_id"), get("contrast"), "contrast"
+        if name == "effects":
+            return get("trial_id"), (get("comparison") if "comparison" in t.columns else None), "comparison"
         return get("meta_analysis"), get("outcome"), "outcome"
 
     def err(self, inp: _Input, positions, column: str | None, message: str, warn: bool = False,
@@ -336,10 +426,10 @@ class _Checker:
     # -- one table: columns and cells
     def parse(self, inp: _Input) -> pd.DataFrame:
         table, text = inp.table, inp.text
-        lower = {n.lower(): n for n in table.names}
+        lower = {n.lower(): n for n in table.all_names}
         extras = []
         for c in text.columns:
-            if c in table.names:
+            if c in table.all_names:
                 continue
             if c.lower() in lower and lower[c.lower()] not in text.columns:
                 self.err(inp, [], c, f"column {c!r} should be named {lower[c.lower()]!r}")
@@ -354,6 +444,8 @@ class _Checker:
 
         out = {}
         for col in table.columns:
+            if not col.added and col.name not in text.columns:
+                continue  # an extension column: only where given
             if col.name in text.columns:
                 out[col.name] = self._parse_column(inp, col)
             else:
@@ -380,9 +472,10 @@ class _Checker:
                 if col.key:
                     self.err(inp, [i], col.name, f"{col.display} is empty (a key column)")
                 return None
-            if col.allowed and s not in col.allowed:
-                self.err(inp, [i], col.name,
-                         f"unknown {col.display} {s!r} (allowed: {', '.join(col.allowed)})")
+            if col.allowed:
+                s, problem = check_label(s, col.allowed, col.display)
+                if problem:
+                    self.err(inp, [i], col.name, problem)
             return s
         if s.lower() in _MISSING:
             if col.key:
@@ -407,10 +500,15 @@ class _Checker:
         if col.kind == "int" and not x.is_integer():
             self.err(inp, [i], col.name, f"{col.display} must be a whole number (got {s})")
             return None
+        if col.kind == "int" and abs(x) > _MAX_INT:
+            self.err(inp, [i], col.name, f"{col.display} is too large to be a count (got {s})")
+            return None
         lo_bad = col.minimum is not None and (x <= col.minimum if col.minimum_exclusive else x < col.minimum)
         hi_bad = col.maximum is not None and (x >= col.maximum if col.maximum_exclusive else x > col.maximum)
-        if lo_bad or hi_bad:
-            self.err(inp, [i], col.name, f"{col.display} must be {col.range_text()} (got {s})")
+        if lo_bad or hi_bad:  # name the bound that is broken
+            bound = (f"{'>' if col.minimum_exclusive else '>='} {_num(col.minimum)}" if lo_bad
+                     else f"{'<' if col.maximum_exclusive else '<='} {_num(col.maximum)}")
+            self.err(inp, [i], col.name, f"{col.display} must be {bound} (got {s})")
         return int(x) if col.kind == "int" else x
 
 
@@ -431,46 +529,67 @@ def _fmt(v) -> str:
 
 
 def _check_trials(ck: _Checker, inp: _Input, df: pd.DataFrame) -> None:
-    keyed = df["trial_id"].notna() & df["arm_id"].notna()
+    # an arm's columns must fit its role: swapped roles would flip the sign of every effect
+    for i, row in enumerate(df[["arm_role", "control_type", "cells_per_injection"]].to_dict("records")):
+        role = _key(row["arm_role"])
+        ctype, cells = _key(row["control_type"]), _key(row["cells_per_injection"])
+        if role == "msc" and ctype is not None:
+            ck.err(inp, [i], "control_type",
+                   f"an msc arm has a control_type ({ctype!r}): arm_role or control_type is wrong "
+                   "(swapped roles flip the sign of every effect)")
+        if role == "control" and cells is not None:
+            ck.err(inp, [i], "cells_per_injection",
+                   f"a control arm has a cell dose ({cells:g} cells per injection): arm_role or "
+                   "cells_per_injection is wrong (swapped roles flip the sign of every effect)")
+    records = df.to_dict("records")
+    by_trial: dict = {}
+    by_arm: dict = {}
+    for i, r in enumerate(records):
+        t, a = _key(r["trial_id"]), _key(r["arm_id"])
+        if t is None:
+            continue
+        by_trial.setdefault(t, []).append(i)
+        if a is not None:
+            by_arm.setdefault((t, a), []).append(i)
     # a trial + arm listed twice
-    for (trial, arm), idx in df[keyed].groupby(["trial_id", "arm_id"], sort=False).groups.items():
+    for (trial, arm), idx in by_arm.items():
         if len(idx) > 1:
-            ck.err(inp, list(idx), "arm_id", f"trial {trial} arm {arm} is listed {len(idx)} times")
+            ck.err(inp, idx, "arm_id", f"trial {trial} arm {arm} is listed {len(idx)} times")
     # trial-level columns must agree across arms
-    for trial, idx in df[df["trial_id"].notna()].groupby("trial_id", sort=False).groups.items():
-        idx = list(idx)
+    for trial, idx in by_trial.items():
         if len(idx) < 2:
             continue
-        sub = df.loc[idx]
+        sub = [records[i] for i in idx]
+        arm_ids = [r["arm_id"] for r in sub]
         for c in trial_level_columns():
             if c not in inp.text.columns:
                 continue
             if c == "cell_source" and "arm_role" in inp.text.columns:
-                _check_cell_source(ck, inp, sub)
+                _check_cell_source(ck, inp, sub, idx)
                 continue
-            vals = [_key(v) for v in sub[c]]
+            vals = [_key(r[c]) for r in sub]
             if len(set(vals)) > 1:
-                arms = ", ".join(str(a) for a in sub["arm_id"])
-                detail = "; ".join(f"{a}: {_fmt(v)}" for a, v in zip(sub["arm_id"], vals))
+                arms = ", ".join(str(a) for a in arm_ids)
+                detail = "; ".join(f"{a}: {_fmt(v)}" for a, v in zip(arm_ids, vals))
                 ck.err(inp, idx, c, f"arms disagree on a trial-level column ({detail})", arm=arms)
 
 
-def _check_cell_source(ck: _Checker, inp: _Input, sub: pd.DataFrame) -> None:
-    roles = sub["arm_role"]
-    msc_sources = list(dict.fromkeys(_key(v) for v in sub.loc[roles == "msc", "cell_source"]))
+def _check_cell_source(ck: _Checker, inp: _Input, sub: list[dict], idx: list[int]) -> None:
+    msc_sources = list(dict.fromkeys(_key(r["cell_source"]) for r in sub if r["arm_role"] == "msc"))
     if len([s for s in msc_sources if s is not None]) > 1:
         # multi-source trial: each cell arm has its own source; control arms carry `other`
-        for i in sub.index[roles == "control"]:
-            if sub.at[i, "cell_source"] != "other":
+        for i, r in zip(idx, sub):
+            if r["arm_role"] == "control" and r["cell_source"] != "other":
                 ck.err(inp, [i], "cell_source",
                        f"in a multi-source trial (msc arms: {', '.join(map(str, msc_sources))}) "
-                       f"control arms must be 'other' (got {_fmt(sub.at[i, 'cell_source'])})")
+                       f"control arms must be 'other' (got {_fmt(r['cell_source'])})")
         return
-    vals = [_key(v) for v in sub["cell_source"]]
+    vals = [_key(r["cell_source"]) for r in sub]
     if len(set(vals)) > 1:
-        arms = ", ".join(str(a) for a in sub["arm_id"])
-        detail = "; ".join(f"{a}: {_fmt(v)}" for a, v in zip(sub["arm_id"], vals))
-        ck.err(inp, list(sub.index), "cell_source",
+        arm_ids = [r["arm_id"] for r in sub]
+        arms = ", ".join(str(a) for a in arm_ids)
+        detail = "; ".join(f"{a}: {_fmt(v)}" for a, v in zip(arm_ids, vals))
+        ck.err(inp, idx, "cell_source",
                f"arms disagree on a trial-level column ({detail}); only a trial whose msc arms have "
                "several sources may differ, with control arms 'other'", arm=arms)
 
@@ -517,11 +636,11 @@ def _check_direction(ck: _Checker, inp: _Input, df: pd.DataFrame, has_lib: bool)
 
 
 def _check_outcomes(ck: _Checker, inp: _Input, df: pd.DataFrame, trials: pd.DataFrame | None) -> None:
+    df = df.reindex(columns=list(df.columns) + [c for c in inp.table.all_names if c not in df.columns])
     # joins to trials
     arms = _arms_by_trial(trials)
     if arms is not None:
-        for i in df.index:
-            t, a = df.at[i, "trial_id"], df.at[i, "arm_id"]
+        for i, (t, a) in enumerate(zip(df["trial_id"].tolist(), df["arm_id"].tolist())):
             if _key(t) is None or _key(a) is None:
                 continue
             if t not in arms:
@@ -537,13 +656,16 @@ def _check_outcomes(ck: _Checker, inp: _Input, df: pd.DataFrame, trials: pd.Data
                    f"outcome {k[2]} at {k[3]:g} months ({k[4]}) is listed {len(idx)} times for this arm")
     _check_direction(ck, inp, df, has_lib="lower_is_better" in inp.text.columns)
 
-    num = lambda c, i: _key(df.at[i, c])  # noqa: E731
-    for i in df.index:
+    records = df.to_dict("records")  # plain dicts: much faster than a df.at lookup per cell
+    num = lambda c, i: _key(records[i][c])  # noqa: E731
+    arm_n = _arm_n(trials)
+    for i, row in enumerate(records):
         lo, hi = num("scale_min", i), num("scale_max", i)
+        change = row["value_type"] == "change_from_baseline"
+        info = OUTCOMES.get(row["outcome"]) if _key(row["outcome"]) is not None else None
         if lo is not None and hi is not None and lo >= hi:
             ck.err(inp, [i], "scale_max", f"scale_max ({hi:g}) must be > scale_min ({lo:g})")
         elif lo is not None or hi is not None:
-            change = df.at[i, "value_type"] == "change_from_baseline"
             if change:  # a change lies within +/- the width of the scale
                 width = hi - lo if lo is not None and hi is not None else None
                 bounds = (-width, width) if width is not None else (None, None)
@@ -551,12 +673,33 @@ def _check_outcomes(ck: _Checker, inp: _Input, df: pd.DataFrame, trials: pd.Data
             else:
                 bounds = (lo, hi)
                 what = f"the stated scale {_fmt(lo)}-{_fmt(hi)}"
+            _check_within(ck, inp, row, i, bounds, what)
+        elif info is not None and info.bounds is not None:
+            # no stated range: every version of a known scale still lies within its bounds
+            blo, bhi = info.bounds
+            rng = f"{_fmt(float(blo))}-{_fmt(float(bhi))}" if bhi is not None else f">= {_fmt(float(blo))}"
+            if change:
+                bounds = (-(bhi - blo), bhi - blo) if bhi is not None else (None, None)
+                what = f"what a change on any version of {info.name} ({rng}) can be"
+            else:
+                bounds = (blo, bhi)
+                what = f"the range of every version of {info.name} ({rng}; scale_min/scale_max empty)"
+            _check_within(ck, inp, row, i, bounds, what)
+        _check_stat_columns(ck, inp, row, i)
+        _check_se_sd(ck, inp, row, i, arm_n)
+        mean, cl, ch = num("mean", i), num("ci_low", i), num("ci_high", i)
+        if mean is not None and cl is not None and ch is not None and cl <= ch and not cl <= mean <= ch:
+            ck.err(inp, [i], "mean",
+                   f"mean {mean:g} lies outside its own CI ({cl:g}, {ch:g}); kept as printed", warn=True)
+        mn, mx = num("min", i), num("max", i)
+        if mn is not None and mx is not None and mn > mx:
+            ck.err(inp, [i], "min", f"min ({mn:g}) > max ({mx:g})")
+        elif mn is not None or mx is not None:
             for c in ("mean", "median", "q1", "q3"):
                 v = num(c, i)
-                if v is None:
-                    continue
-                if (bounds[0] is not None and v < bounds[0]) or (bounds[1] is not None and v > bounds[1]):
-                    ck.err(inp, [i], c, f"{c} {v:g} is outside {what}")
+                if v is not None and ((mn is not None and v < mn) or (mx is not None and v > mx)):
+                    ck.err(inp, [i], c, f"{c} {v:g} is outside the printed sample range "
+                                        f"({_fmt(mn)}, {_fmt(mx)})")
         q1, med, q3 = num("q1", i), num("median", i), num("q3", i)
         if q1 is not None and med is not None and q1 > med:
             ck.err(inp, [i], "q1", f"q1 ({q1:g}) > median ({med:g})")
@@ -573,13 +716,95 @@ def _check_outcomes(ck: _Checker, inp: _Input, df: pd.DataFrame, trials: pd.Data
                 ck.err(inp, [i], "n", "an events row needs n (patients in the arm)")
             elif ev > n:
                 ck.err(inp, [i], "events", f"events ({ev}) > n ({n})")
-            vt = _key(df.at[i, "value_type"])
+            vt = _key(row["value_type"])
             if vt is not None and vt != "final":
                 ck.err(inp, [i], "value_type", f"an events row must have value_type final (got {vt!r})")
-            sr = _key(df.at[i, "stat_reported"])
+            sr = _key(row["stat_reported"])
             if sr != "events":
                 ck.err(inp, [i], "stat_reported",
                        f"an events row must have stat_reported events (got {_fmt(sr)})")
+
+
+_SPREAD = {  # where each way of reporting puts its spread
+    "mean_sd": ("sd",),
+    "mean_pm_unlabelled": ("sd",),
+    "mean_se": ("se",),
+    "mean_ci": ("ci_low", "ci_high"),
+    "median_iqr": ("q1", "q3", "min", "max"),
+}
+_SPREAD_WORD = {"sd": "SD", "se": "SE", "ci_low": "CI", "ci_high": "CI", "q1": "IQR", "q3": "IQR",
+                "min": "range", "max": "range"}
+_SE_SD_FACTOR = 1.25
+"""How far SD and SE * sqrt(n) may disagree (beyond the rounding of the printed digits) before the
+row is refused: n may be the randomized rather than the analysed count (1.25 allows a third of an arm
+lost), while an SE typed as an SD, or the reverse, is off by sqrt(n) >= 1.41 (n >= 2)."""
+
+
+def _arm_n(trials: pd.DataFrame | None) -> dict:
+    """(trial, arm) -> (n, which column): n_analysed, else n_randomized."""
+    if trials is None:
+        return {}
+    out = {}
+    for r in trials.itertuples(index=False):
+        for c in ("n_analysed", "n_randomized"):
+            v = _key(getattr(r, c, None))
+            if v is not None:
+                out[(r.trial_id, r.arm_id)] = (int(v), c)
+                break
+    return out
+
+
+def _check_within(ck: _Checker, inp: _Input, row: dict, i, bounds, what: str) -> None:
+    for c in ("mean", "median", "q1", "q3", "min", "max"):
+        v = _key(row[c])
+        if v is None:
+            continue
+        if (bounds[0] is not None and v < bounds[0]) or (bounds[1] is not None and v > bounds[1]):
+            ck.err(inp, [i], c, f"{c} {v:g} is outside {what}")
+
+
+def _check_stat_columns(ck: _Checker, inp: _Input, row: dict, i) -> None:
+    """The spread is under the column that ``stat_reported`` names: an SE typed under ``sd`` with
+    ``stat_reported = mean_se`` would be used as an SD (a weight n times too large)."""
+    sr = _key(row["stat_reported"])
+    own = _SPREAD.get(sr)
+    if own is None or any(_key(row[c]) is not None for c in own):
+        return
+    for c in ("sd", "se", "ci_low", "ci_high", "q1", "q3", "min", "max"):
+        if c not in own and _key(row[c]) is not None:
+            want = " and ".join(dict.fromkeys(o for o in own if o not in ("min", "max"))) or own[0]
+            ck.err(inp, [i], c,
+                   f"stat_reported is {sr} but {want} {'are' if ' and ' in want else 'is'} empty "
+                   f"and {c} is filled: put the printed "
+                   f"{_SPREAD_WORD[own[0]]} under {want}, or correct stat_reported")
+            return
+
+
+def _half_unit(text: str) -> float:
+    """Half a unit in the last printed digit of a number written as text ('11.5' -> 0.05)."""
+    t = text.strip().lower()
+    if "e" in t or "." not in t:
+        return 0.5 if t.replace("-", "").isdigit() else 0.0
+    return 0.5 * 10.0 ** -len(t.split(".")[1])
+
+
+def _check_se_sd(ck: _Checker, inp: _Input, row: dict, i, arm_n: dict) -> None:
+    sd, se = _key(row["sd"]), _key(row["se"])
+    if sd is None or se is None or _key(row["stat_reported"]) == "mean_pm_unlabelled":
+        return
+    n, n_from = _key(row["n"]), "outcome n"
+    if n is None:
+        n, n_from = arm_n.get((row["trial_id"], row["arm_id"]), (None, None))
+    if n is None:
+        return
+    root = math.sqrt(n)
+    h_sd, h_se = _half_unit(inp.text["sd"].iat[i]), _half_unit(inp.text["se"].iat[i])
+    sd_lo, sd_hi = sd - h_sd, sd + h_sd
+    from_se_lo, from_se_hi = (se - h_se) * root, (se + h_se) * root
+    if sd_hi * _SE_SD_FACTOR < from_se_lo or from_se_hi * _SE_SD_FACTOR < sd_lo:
+        ck.err(inp, [i], "se",
+               f"SE {se:g} contradicts SD {sd:g}: SE x sqrt(n) = {se * root:.4g} with n = {n} "
+               f"({n_from}); one of them is wrong (e.g. an SE typed as an SD)")
 
 
 def _check_contrasts(ck: _Checker, inp: _Input, df: pd.DataFrame, trials: pd.DataFrame | None) -> None:
@@ -620,14 +845,16 @@ def _check(inputs: dict[str, _Input | None]) -> tuple[dict[str, pd.DataFrame], _
         if inp is not None:
             frames[name] = ck.parse(inp)
     has = lambda name, cols: name in frames and all(c in inputs[name].text.columns for c in cols)  # noqa: E731
+    # joins need the keys of trials; every other check runs whatever is missing (an absent column
+    # is an empty one here), so one reading reports every problem it can
     trials = frames.get("trials") if has("trials", ("trial_id", "arm_id")) else None
-    if trials is not None:
+    if "trials" in frames:
         _check_trials(ck, inputs["trials"], frames["trials"])
-    if has("outcomes", ("trial_id", "arm_id", "outcome", "time_months", "value_type")):
+    if "outcomes" in frames:
         _check_outcomes(ck, inputs["outcomes"], frames["outcomes"], trials)
-    if has("contrasts", ("trial_id", "outcome", "contrast")):
+    if "contrasts" in frames:
         _check_contrasts(ck, inputs["contrasts"], frames["contrasts"], trials)
-    if has("pooled_targets", ("estimate",)):
+    if "pooled_targets" in frames:
         _check_ci(ck, inputs["pooled_targets"], frames["pooled_targets"])
     return frames, ck
 
@@ -666,10 +893,10 @@ def validate(
     _finish(ck, stacklevel=3)
 
 
-def _build(inputs: dict[str, _Input | None], source: str) -> TrialData:
+def _build(inputs: dict[str, _Input | None], source: str, stacklevel: int = 4) -> TrialData:
     filled = {k: (v if v is not None else _empty_input(SCHEMA[k])) for k, v in inputs.items()}
     frames, ck = _check(filled)
-    found = _finish(ck, stacklevel=4)
+    found = _finish(ck, stacklevel=stacklevel)
     return TrialData(
         trials=frames["trials"],
         outcomes=frames["outcomes"],
@@ -678,7 +905,58 @@ def _build(inputs: dict[str, _Input | None], source: str) -> TrialData:
         source=source,
         data_hash=_hash(inputs),
         warnings=found,
+        locations={k: (v.label, list(v.rows), v.from_frame) for k, v in filled.items()},
     )
+
+
+def _revalidate(td: TrialData, stacklevel: int) -> TrialData:
+    """Check a TrialData's tables again (they are DataFrames, and may have been changed since)."""
+    inputs = {}
+    for name, table in SCHEMA.items():
+        df = getattr(td, name)
+        label, rows, from_frame = td.locations.get(name, (table.name, None, True))
+        same_rows = rows is not None and df.index.equals(pd.RangeIndex(len(rows)))
+        inputs[name] = (_from_frame(df, table, label=label, rows=rows) if same_rows and not from_frame
+                        else _from_frame(df, table, label=label))
+    frames, ck = _check(inputs)
+    if ck.errors:
+        raise DataValidationError([e.as_dict() for e in ck.errors])
+    new = [w for w in ck.warnings if w.line() not in td.warnings]
+    if new:
+        warnings.warn("trial data kept with warnings:\n" + "\n".join(f"- {w.line()}" for w in new),
+                      DataValidationWarning, stacklevel=stacklevel)
+    changes = {name: frames[name] for name in SCHEMA}
+    if _frames_hash(td) != getattr(td, "_frames_sha256", None):
+        # changed after reading: the hash of the files read no longer describes these tables
+        changes.update(source=f"{td.source} (tables changed after reading)", data_hash=_hash(inputs))
+    return dataclasses.replace(td, **changes)
+
+
+def as_trial_data(data, stacklevel: int = 3) -> TrialData:
+    """Any form of trial data, validated by the one set of checks of :func:`read_trials`.
+
+    ``data``: a :class:`TrialData` (its tables are checked again: they are DataFrames and may have
+    been edited since they were read; if so, ``source`` says so and ``data_hash`` is recomputed),
+    a ``(trials, outcomes[, contrasts[, pooled_targets]])`` tuple or list of DataFrames or file
+    paths, or any object with ``trials`` and ``outcomes`` DataFrame attributes (and optional
+    ``contrasts``, ``pooled_targets``). Raises :class:`DataValidationError` for bad data and
+    ``TypeError`` for anything else.
+    """
+    if isinstance(data, TrialData):
+        return _revalidate(data, stacklevel)
+    if isinstance(data, (tuple, list)):
+        if not 2 <= len(data) <= 4:
+            raise TypeError(f"trial data as a tuple needs 2 to 4 tables (trials, outcomes[, contrasts"
+                            f"[, pooled_targets]]), got {len(data)}")
+        return _read(list(data) + [None] * (4 - len(data)), stacklevel + 1)
+    if isinstance(data, (str, os.PathLike)):
+        raise TypeError("trial data: give (trials_path, outcomes_path) or read_trials(...), "
+                        f"not one path ({os.fspath(data)})")
+    if hasattr(data, "trials") and hasattr(data, "outcomes"):
+        tables = [getattr(data, n, None) for n in SCHEMA]
+        return _read(tables, stacklevel + 1)
+    raise TypeError("trial data must be a TrialData, a (trials, outcomes) tuple of DataFrames or "
+                    f"paths, or have DataFrame attributes .trials and .outcomes; got {type(data).__name__}")
 
 
 def read_bundle(root, source: str) -> TrialData:
@@ -705,22 +983,112 @@ def read_trials(
 
     ``data_hash`` is a sha256 over the raw bytes of the files (for a DataFrame: its CSV text).
     """
-    given = {
-        "trials": trials_path,
-        "outcomes": outcomes_path,
-        "contrasts": contrasts_path,
-        "pooled_targets": pooled_targets_path,
-    }
+    return _read([trials_path, outcomes_path, contrasts_path, pooled_targets_path], stacklevel=4)
+
+
+def _read(sources: list, stacklevel: int) -> TrialData:
     inputs: dict[str, _Input | None] = {}
     described = []
-    for name, src in given.items():
+    for (name, table), src in zip(SCHEMA.items(), sources):
         if src is None:
             inputs[name] = None
             continue
         if isinstance(src, pd.DataFrame):
-            inputs[name] = _from_frame(src, SCHEMA[name])
+            inputs[name] = _from_frame(src, table)
             described.append(f"{name}=DataFrame")
-        else:
-            inputs[name] = _from_path(src, SCHEMA[name])
+        elif isinstance(src, (str, os.PathLike)):
+            inputs[name] = _from_path(src, table)
             described.append(f"{name}={os.fspath(src)}")
-    return _build(inputs, "; ".join(described))
+        else:
+            raise TypeError(f"{name}: expected a path or a pandas DataFrame, got {type(src).__name__}")
+    return _build(inputs, "; ".join(described), stacklevel + 1)
+
+
+# --------------------------------------------------------------------------- effect tables
+
+
+def validate_effect_table(effects: pd.DataFrame, require_effects: bool = True) -> pd.DataFrame:
+    """Check an effect table (from :func:`bayes_koa.effect_sizes` or a user's own) before a fit.
+
+    The columns of :data:`~bayes_koa.data.schema.EFFECTS` are checked where present, with the
+    same cell rules as :func:`read_trials` (numbers, whole numbers, yes/no, ranges, and one rule
+    for labels such as ``cell_source``: surrounding white space is removed, anything else must be
+    an allowed value exactly, so ``'uc'`` is refused with "did you mean 'UC'?"). Also refused:
+    ``trial_id`` or ``yi`` missing, neither ``vi`` nor ``sei``, a column name given twice or
+    differing from a known one only in case or white space, ``sei`` contradicting ``sqrt(vi)``,
+    and a row listed twice (same trial, comparison, outcome, time, measure and value type; without
+    a ``comparison`` column: identical rows). A missing value is not an error (rows without
+    ``yi``/``vi`` are left out by the model with a reason).
+
+    ``require_effects=False`` (a table that is not an effect table, e.g. the arm table of the
+    network kind): ``trial_id``, ``yi`` and ``vi``/``sei`` are not required; every other rule holds.
+
+    Returns a copy with column names and every text cell stripped of surrounding white space (as
+    ``read_trials`` does: also in columns it does not know, such as a grouping column for
+    ``fit(..., group=...)``), and number / yes-no columns given as text converted; everything else
+    and ``attrs`` untouched (so the table of ``effect_sizes`` comes back equal). Raises :class:`DataValidationError`, one line per problem naming the trial,
+    the comparison, the column and the index label.
+    """
+    if not isinstance(effects, pd.DataFrame):
+        raise TypeError(f"an effect table must be a pandas DataFrame, got {type(effects).__name__}")
+    label = "effect table"
+    names = [str(c).strip() for c in effects.columns]
+    problems = _header_issues(names, label, None)
+    if problems:
+        raise DataValidationError(problems)
+    df = effects.copy()
+    df.columns = names
+    inp = _from_frame(df, EFFECTS, label=label)
+    ck = _Checker()
+    known = {c.lower(): c for c in EFFECTS.names}
+    for c in names:
+        if c not in EFFECTS.names and c.lower() in known and known[c.lower()] not in names:
+            ck.err(inp, [], c, f"column {c!r} should be named {known[c.lower()]!r}")
+    for c in ("trial_id", "yi") if require_effects else ():
+        if c not in names:
+            ck.err(inp, [], c, "required column is missing (an effect table needs trial_id, yi and vi or sei)")
+    if require_effects and "vi" not in names and "sei" not in names:
+        ck.err(inp, [], "vi", "an effect table needs vi (sampling variance) or sei (standard error)")
+    parsed = {c.name: ck._parse_column(inp, c) for c in EFFECTS.columns if c.name in names}
+    for c, values in parsed.items():
+        kind = EFFECTS.column(c).kind
+        col = df[c]
+        if kind == "str":
+            df[c] = col.map(lambda v: v.strip() if isinstance(v, str) else v)
+        elif kind in ("float", "int") and not (pd.api.types.is_numeric_dtype(col)
+                                               and not pd.api.types.is_bool_dtype(col)):
+            df[c] = values.astype("float64") if kind == "float" else values
+        elif kind == "bool" and not pd.api.types.is_bool_dtype(col):
+            df[c] = values
+    for c in names:  # other text columns (e.g. a grouping column for fit's group=): white space too
+        if c not in parsed and (pd.api.types.is_string_dtype(df[c]) or df[c].dtype == object):
+            df[c] = df[c].map(lambda v: v.strip() if isinstance(v, str) else v)
+    if "vi" in parsed and "sei" in parsed:
+        for i, (v, se) in enumerate(zip(parsed["vi"], parsed["sei"])):
+            if pd.isna(v) or pd.isna(se) or v <= 0 or se <= 0:
+                continue
+            h_v, h_se = _half_unit(inp.text["vi"].iat[i]), _half_unit(inp.text["sei"].iat[i])
+            lo, hi = math.sqrt(max(v - h_v, 0.0)), math.sqrt(v + h_v)
+            if (se + h_se) * 1.01 < lo or hi * 1.01 < se - h_se:
+                ck.err(inp, [i], "sei", f"sei {se:g} contradicts vi {v:g} (sqrt(vi) = {math.sqrt(v):.4g})")
+    _check_effect_duplicates(ck, inp, df)
+    if ck.errors:
+        raise DataValidationError([e.as_dict() for e in ck.errors])
+    return df
+
+
+def _check_effect_duplicates(ck: _Checker, inp: _Input, df: pd.DataFrame) -> None:
+    text = inp.text
+    if "comparison" in text.columns:
+        key = [c for c in ("trial_id", "comparison", "outcome", "time_months", "measure", "value_type")
+               if c in text.columns]
+        what = "same " + ", ".join(key)
+    else:
+        key, what = list(text.columns), "identical rows; add a comparison column if they differ"
+    if "trial_id" not in text.columns or not key:
+        return
+    keyed = text[text["trial_id"] != ""]
+    for _, idx in keyed.groupby(key, sort=False).groups.items():
+        if len(idx) > 1:
+            pos = [text.index.get_loc(j) for j in idx]
+            ck.err(inp, pos, "trial_id", f"row listed {len(idx)} times ({what})")

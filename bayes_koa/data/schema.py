@@ -29,6 +29,11 @@ __all__ = [
     "MISSING_TOKENS",
     "TRUE_TOKENS",
     "FALSE_TOKENS",
+    "EFFECTS",
+    "EFFECT_MEASURES",
+    "MAX_PATIENTS",
+    "MAX_INJECTIONS",
+    "check_label",
     "CELL_SOURCES",
     "ORIGINS",
     "ARM_ROLES",
@@ -56,6 +61,12 @@ EVIDENCE = ("primary", "secondary")
 VALUE_TYPES = ("final", "change_from_baseline")
 STAT_REPORTED = ("mean_sd", "mean_se", "median_iqr", "mean_pm_unlabelled", "mean_ci", "events")
 MEASURES = ("MD", "SMD")
+EFFECT_MEASURES = ("MD", "SMD", "SMDH", "ROM", "logOR", "logRR")
+
+# Plausibility bounds that turn typing and unit errors into errors (not data: no trial arm holds a
+# million patients, and no arm gets a hundred injections; 1e30 or a cell count typed into n is caught).
+MAX_PATIENTS = 1_000_000
+MAX_INJECTIONS = 100
 
 
 @dataclass(frozen=True)
@@ -66,7 +77,9 @@ class Column:
     ``maximum``: bounds for number columns (``*_exclusive`` makes the bound strict).
     ``key``: a blank cell is an error. ``level``: ``"trial"`` for trial-level columns of
     ``trials`` (all arms of a trial must agree), else ``"row"``. ``label``: the name used in
-    error messages (defaults to the column name).
+    error messages (defaults to the column name). ``added``: an absent column is added empty
+    (False: an extension column, read and checked where present, else left out, so tables and
+    files written from :attr:`Table.names` keep their columns).
     """
 
     name: str
@@ -81,6 +94,7 @@ class Column:
     key: bool = False
     level: str = "row"
     label: str | None = None
+    added: bool = True
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -123,6 +137,12 @@ class Table:
 
     @property
     def names(self) -> tuple[str, ...]:
+        """The columns every table read has (absent optional ones are added empty)."""
+        return tuple(c.name for c in self.columns if c.added)
+
+    @property
+    def all_names(self) -> tuple[str, ...]:
+        """:attr:`names` and the extension columns (read only where present)."""
         return tuple(c.name for c in self.columns)
 
     @property
@@ -138,6 +158,8 @@ class OutcomeInfo:
     ``scale_min``/``scale_max``: the standard range where the scale has one fixed range; None
     where it depends on the version used (then the range must come from the data).
     ``binary``: counted as events per arm (``events`` and ``n``), not as a continuous score.
+    ``bounds``: ``(low, high)`` that every version of the scale lies within (``high`` None if some
+    versions have no fixed top); checked on rows that state no ``scale_min``/``scale_max``.
     """
 
     name: str
@@ -147,6 +169,7 @@ class OutcomeInfo:
     scale_max: float | None = None
     binary: bool = False
     note: str = ""
+    bounds: tuple[float, float | None] | None = None
 
 
 def _c(name, kind, required, description, **kw) -> Column:
@@ -196,12 +219,13 @@ TRIALS = Table(
            "printed only as a range.", minimum=0, minimum_exclusive=True),
         _c("n_injections", "int", True,
            "Number of injections in the arm (cell injections in msc arms, comparator injections in "
-           "control arms).", minimum=0),
+           "control arms).", minimum=0, maximum=MAX_INJECTIONS),
         _c("n_randomized", "int", True,
-           "Patients randomized (or listed as allocated) to the arm.", minimum=2),
+           "Patients randomized (or listed as allocated) to the arm.", minimum=2,
+           maximum=MAX_PATIENTS),
         _c("n_analysed", "int", False,
            "Patients analysed in the arm, where a source gives a count that is clearly not the "
-           "randomized count.", minimum=2),
+           "randomized count.", minimum=2, maximum=MAX_PATIENTS),
         _c("followup_months", "float", False,
            "Longest follow-up in months, only where a source states it in months (or years).",
            minimum=0, minimum_exclusive=True, level="trial"),
@@ -241,7 +265,7 @@ OUTCOMES_TABLE = Table(
            allowed=VALUE_TYPES, key=True),
         _c("n", "int", False,
            "Patients behind the value, only where the source states it for that outcome "
-           "(required on `events` rows).", minimum=2),
+           "(required on `events` rows).", minimum=2, maximum=MAX_PATIENTS),
         _c("mean", "float", False, "Mean, as printed."),
         _c("sd", "float", False,
            "SD, as printed (for `mean_pm_unlabelled`, the unlabelled x of mean +/- x).",
@@ -253,9 +277,17 @@ OUTCOMES_TABLE = Table(
         _c("q3", "float", False, "Third quartile (upper IQR bound), as printed."),
         _c("ci_low", "float", False, "Lower confidence limit of the mean, as printed."),
         _c("ci_high", "float", False, "Upper confidence limit of the mean, as printed."),
+        _c("ci_level", "float", False,
+           "Confidence level of `ci_low`/`ci_high` in percent; empty means 95.",
+           minimum=0, minimum_exclusive=True, maximum=100, maximum_exclusive=True, added=False),
+        _c("min", "float", False, "Smallest value in the arm (sample range), as printed.",
+           added=False),
+        _c("max", "float", False, "Largest value in the arm (sample range), as printed.",
+           added=False),
         _c("events", "int", False,
            "Patients with the event in the arm, for binary outcomes (e.g. `AE_any`, `AE_serious`); "
-           "such rows need `n`, `value_type = final` and `stat_reported = events`.", minimum=0),
+           "such rows need `n`, `value_type = final` and `stat_reported = events`.", minimum=0,
+           maximum=MAX_PATIENTS),
         _c("stat_reported", "str", True,
            "`mean_sd`, `mean_se`, `median_iqr`, `mean_pm_unlabelled` (printed as mean +/- x with x "
            "not defined; x is stored in `sd`), `mean_ci`, or `events`.", allowed=STAT_REPORTED),
@@ -325,9 +357,66 @@ SCHEMA: dict[str, Table] = {
 }
 """Table name -> :class:`Table`, in the fixed order the reader reads and hashes them."""
 
+EFFECTS = Table(
+    name="effects",
+    filename="effects.csv",
+    one_row_per="trial x comparison x outcome x time: an effect size (the table `fit` reads)",
+    columns=(
+        _c("trial_id", "str", True, "Trial.", key=True),
+        _c("comparison", "str", False, "`<msc arm> vs <control arm>`."),
+        _c("msc_arm", "str", False, "MSC arm."),
+        _c("control_arm", "str", False, "Control arm."),
+        _c("outcome", "str", False, "Outcome name."),
+        _c("time_months", "float", False, "Months after injection.", minimum=0),
+        _c("measure", "str", False, "Effect measure.", allowed=EFFECT_MEASURES),
+        _c("yi", "float", True, "Effect, MSC minus control, negative = benefit of MSC."),
+        _c("vi", "float", False, "Sampling variance of yi.", minimum=0, minimum_exclusive=True),
+        _c("sei", "float", False, "Standard error of yi.", minimum=0, minimum_exclusive=True),
+        _c("n_msc", "int", False, "Patients in the MSC arm (as used in vi).", minimum=2,
+           maximum=MAX_PATIENTS),
+        _c("n_control", "int", False, "Patients in the control arm (as used in vi).", minimum=2,
+           maximum=MAX_PATIENTS),
+        _c("events_msc", "float", False, "Events in the MSC arm.", minimum=0, maximum=MAX_PATIENTS),
+        _c("events_control", "float", False, "Events in the control arm.", minimum=0,
+           maximum=MAX_PATIENTS),
+        _c("cell_source", "str", False, "Cell source.", allowed=CELL_SOURCES),
+        _c("origin", "str", False, "Autologous or allogeneic.", allowed=ORIGINS),
+        _c("cells_per_injection", "float", False, "Cells per injection.", minimum=0,
+           minimum_exclusive=True),
+        _c("n_injections", "float", False, "Injections in the MSC arm.", minimum=0,
+           maximum=MAX_INJECTIONS),
+        _c("control_type", "str", False, "Comparator.", allowed=CONTROL_TYPES),
+        _c("value_type", "str", False, "final or change_from_baseline.", allowed=VALUE_TYPES),
+        _c("flipped", "bool", False, "yi multiplied by -1 (higher-is-better scale)."),
+        _c("in_scope", "bool", False, "Trial in scope."),
+        _c("excluded_reason", "str", False, "Why the row cannot be used; empty if usable."),
+    ),
+)
+"""The columns of an effect table that :func:`bayes_koa.data.validate_effect_table` checks where
+present (``bayes_koa.effect_sizes`` writes all of them; a user's own table needs ``trial_id``,
+``yi`` and ``vi`` or ``sei``). Not part of :data:`SCHEMA` (not read from files)."""
 
-def _o(name, family, lower, lo=None, hi=None, note="", binary=False) -> OutcomeInfo:
-    return OutcomeInfo(name, family, lower, lo, hi, binary, note)
+def check_label(value: str, allowed: tuple[str, ...], column: str) -> tuple[str, str | None]:
+    """The one rule for a cell of a fixed vocabulary (``cell_source``, ``origin``, ...).
+
+    Surrounding white space is removed (``'BM '`` is ``'BM'``: invisible in a sheet, never
+    meaningful); anything else must match an allowed value exactly. Returns ``(value, problem)``:
+    ``problem`` is None when the (stripped) value is allowed, else a message, which for a value
+    that differs from an allowed one only in case (``'uc'``) names it: labels are case-sensitive,
+    as column names are, so ``'uc'`` is refused, not guessed.
+    """
+    v = value.strip()
+    if v in allowed:
+        return v, None
+    near = [a for a in allowed if a.lower() == v.lower()]
+    hint = f"; did you mean {near[0]!r}? labels are case-sensitive" if near else ""
+    return v, f"unknown {column} {v!r} (allowed: {', '.join(allowed)}{hint})"
+
+
+def _o(name, family, lower, lo=None, hi=None, note="", binary=False, bounds=None) -> OutcomeInfo:
+    if bounds is None and lo is not None and hi is not None and family != "WOMAC":
+        bounds = (lo, hi)  # one fixed range: the standard range is the only one
+    return OutcomeInfo(name, family, lower, lo, hi, binary, note, bounds)
 
 
 _WOMAC_NOTE = "Likert (3.1) range; the VAS format has other ranges, and most sources do not say which."
@@ -336,12 +425,13 @@ OUTCOMES: dict[str, OutcomeInfo] = {
     o.name: o
     for o in (
         _o("VAS", "VAS", True,
-           note="0-10 cm or 0-100 mm: the range must come from the data (scale_min/scale_max)."),
-        _o("WOMAC_total", "WOMAC", True, 0, 96, _WOMAC_NOTE),
-        _o("WOMAC_pain", "WOMAC", True, 0, 20, _WOMAC_NOTE),
-        _o("WOMAC_stiffness", "WOMAC", True, 0, 8, _WOMAC_NOTE),
-        _o("WOMAC_function", "WOMAC", True, 0, 68, _WOMAC_NOTE),
-        _o("WOMAC_unspecified", "WOMAC", True, note="Total or subscale not stated."),
+           note="0-10 cm or 0-100 mm: the range must come from the data (scale_min/scale_max).",
+           bounds=(0, 100)),
+        _o("WOMAC_total", "WOMAC", True, 0, 96, _WOMAC_NOTE, bounds=(0, None)),
+        _o("WOMAC_pain", "WOMAC", True, 0, 20, _WOMAC_NOTE, bounds=(0, None)),
+        _o("WOMAC_stiffness", "WOMAC", True, 0, 8, _WOMAC_NOTE, bounds=(0, None)),
+        _o("WOMAC_function", "WOMAC", True, 0, 68, _WOMAC_NOTE, bounds=(0, None)),
+        _o("WOMAC_unspecified", "WOMAC", True, note="Total or subscale not stated.", bounds=(0, None)),
         _o("Lequesne", "Lequesne", True, 0, 24),
         _o("Lysholm", "Lysholm", False, 0, 100),
         _o("KOOS_unspecified", "KOOS", False, 0, 100,
@@ -393,6 +483,8 @@ def _table_markdown(t: Table) -> list[str]:
     ]
     for c in t.columns:
         req = "required (key: no blank cells)" if c.key else ("required" if c.required else "optional")
+        if not c.added:
+            req = "optional (extension: not added when absent)"
         rules = []
         if c.allowed:
             rules.append(", ".join(f"`{a}`" for a in c.allowed))
@@ -429,7 +521,14 @@ def schema_markdown() -> str:
         "- yes/no columns accept " + ", ".join(f"`{t}`" for t in TRUE_TOKENS + FALSE_TOKENS)
         + " (any case).",
         "- *required* columns must be present; *key* columns must also have no blank cells. "
-        "Absent optional columns are added as empty columns; columns not listed here are kept as text.",
+        "Absent optional columns are added as empty columns (extension columns only where given); "
+        "columns not listed here are kept as text. "
+        "A column name may appear only once (after removing surrounding white space).",
+        "- Labels (columns with allowed values): surrounding white space is removed (`'BM '` is `BM`); "
+        "anything else must match exactly, so `uc` is refused (\"did you mean 'UC'?\"): the same rule "
+        "for effect tables given to `fit` (`bayes_koa.data.validate_effect_table`).",
+        "- The same checks run on every way into `effect_sizes`: a `TrialData` (checked again), a "
+        "`(trials, outcomes)` tuple of DataFrames or file paths, or an object with such tables.",
         "- Every row is kept, in order; nothing is imputed or converted.",
         "",
     ]
@@ -441,28 +540,38 @@ def schema_markdown() -> str:
         "Direction (`lower_is_better`), family and standard range of known outcomes. A `lower_is_better` "
         "in `outcomes` that contradicts the registry is an error; an outcome not listed here needs "
         "`lower_is_better` on its rows. A stated `scale_min`/`scale_max` on a row is checked against "
-        "`mean`, `median`, `q1` and `q3` (final values within the range, changes within +/- its width).",
+        "`mean`, `median`, `q1`, `q3`, `min` and `max` (final values within the range, changes within "
+        "+/- its width); a row that states no range is checked against the range every version of "
+        "the scale lies within (column *values within*).",
         "",
-        "| outcome | family | lower is better | standard range | binary | note |",
-        "|---|---|---|---|---|---|",
+        "| outcome | family | lower is better | standard range | values within | binary | note |",
+        "|---|---|---|---|---|---|---|",
     ]
     for o in OUTCOMES.values():
         lib = {True: "true", False: "false", None: "unknown"}[o.lower_is_better]
         rng = f"{_num(o.scale_min)}-{_num(o.scale_max)}" if o.scale_min is not None else ""
+        within = ("" if o.bounds is None else f">= {_num(o.bounds[0])}" if o.bounds[1] is None
+                  else f"{_num(o.bounds[0])}-{_num(o.bounds[1])}")
         lines.append(
-            f"| `{o.name}` | {o.family} | {lib} | {rng} | {'yes' if o.binary else ''} | {_cell(o.note)} |"
+            f"| `{o.name}` | {o.family} | {lib} | {rng} | {within} | {'yes' if o.binary else ''} "
+            f"| {_cell(o.note)} |"
         )
     lines += [
         "",
         "## Checks (errors)",
         "",
         "All problems are collected and raised once as `DataValidationError`, one line per problem, "
-        "each naming the trial, the arm and the column.",
+        "each naming the trial, the arm, the column and the file row (header = row 1; the index label "
+        "for a DataFrame).",
         "",
+        "- a file that cannot be read (missing, a folder, not CSV/.xlsx); a column name given twice;",
         "- a required column is missing, or a column name differs from the schema only in case;",
         "- a key cell is blank; a non-numeric value in a number column; a non-whole number in an "
         "`int` column; an unreadable yes/no; a value not in the allowed list; a value outside the "
-        "range above (e.g. SD or SE <= 0, n < 2, events < 0);",
+        "range above (e.g. SD or SE <= 0, n < 2, events < 0, n above "
+        f"{MAX_PATIENTS:,}".replace(",", " ") + ");",
+        "- an `msc` arm with a `control_type`, or a `control` arm with `cells_per_injection` "
+        "(swapped roles would flip the sign of every effect);",
         "- `events` > `n`; an `events` row without `n`, with `value_type` other than `final`, or "
         "`stat_reported` other than `events`;",
         "- a trial + arm listed twice in `trials`; the same trial + arm + outcome + time + value_type "
@@ -472,12 +581,18 @@ def schema_markdown() -> str:
         "msc arms have several sources, the control arms must be `other`);",
         "- an outcome with no known direction (not in the registry and `lower_is_better` empty), "
         "or a `lower_is_better` contradicting the registry;",
-        "- a value outside the stated scale range, `scale_min` >= `scale_max`, `q1` > `median`, "
-        "`median` > `q3`, `q1` > `q3`, `ci_low` > `ci_high`.",
+        "- a value outside the stated scale range (or, with no stated range, outside the registry's "
+        "*values within*), `scale_min` >= `scale_max`, `q1` > `median`, `median` > `q3`, `q1` > `q3`, "
+        "`ci_low` > `ci_high`, `min` > `max`, a mean or quartile outside `min`-`max`;",
+        "- the spread not under the column `stat_reported` names (e.g. `mean_se` with the number "
+        "under `sd` and `se` empty: an SE used as an SD weights the arm n times too much);",
+        "- `sd` and `se` both given and contradicting each other: `se` x sqrt(n) and `sd` more than "
+        "a factor 1.25 apart beyond the rounding of their printed digits (n: the row's `n`, else the "
+        "arm's `n_analysed`, else `n_randomized`).",
         "",
         "Warnings (`DataValidationWarning`), not errors: an outcome whose direction the registry "
-        "marks unknown (`JSW_mm`: kept, not poolable); an estimate outside its own CI; columns not "
-        "in the schema.",
+        "marks unknown (`JSW_mm`: kept, not poolable); an estimate or a mean outside its own CI; "
+        "columns not in the schema.",
         "",
     ]
     return "\n".join(lines)

@@ -19,7 +19,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from ..data import DataValidationError, outcome_info
+from ..data import (DataValidationError, DataValidationWarning, TrialData, as_trial_data,
+                    outcome_info)
 from . import conversions as cv
 
 __all__ = [
@@ -38,7 +39,7 @@ BINARY_MEASURES = ("logOR", "logRR")
 MEASURES = CONTINUOUS_MEASURES + BINARY_MEASURES + ("auto",)
 VALUE_TYPES = ("auto", "final", "change")
 MULTIARM = ("split", "keep")
-STAT_REPORTED = ("mean_sd", "mean_se", "median_iqr", "mean_pm_unlabelled", "mean_ci", "events")
+STANDARDIZED = ("SMD", "SMDH")
 
 COLUMNS = (
     "trial_id", "comparison", "msc_arm", "control_arm", "outcome", "time_months", "measure",
@@ -52,6 +53,7 @@ COLUMNS = (
 _NUMERIC = ("scale_min", "scale_max", "time_months", "n", "mean", "sd", "se", "median", "q1", "q3",
             "min", "max", "ci_low", "ci_high", "ci_level", "events")
 _VT_LONG = {"final": "final", "change": "change_from_baseline"}
+_VT_WORD = {"final": "final-value", "change_from_baseline": "change-from-baseline"}
 _KEY = ["trial_id", "arm_id", "outcome", "time_months", "value_type"]
 
 
@@ -96,16 +98,17 @@ def excluded(effects: pd.DataFrame) -> pd.DataFrame:
 def effect_sizes(data, measure="SMD", outcomes=None, times=None, value_type="auto",
                  multiarm="split", median_method="wan2014", include_out_of_scope=False,
                  n_override=None, *, unlabelled_pm=None, pre_post_r=None, cc=0.5,
-                 cc_when="any_zero") -> pd.DataFrame:
+                 cc_when="any_zero", mix_change_final=False) -> pd.DataFrame:
     """Effect sizes of every MSC arm against every control arm of its trial.
 
     Parameters
     ----------
     data
-        Any object with DataFrame attributes ``trials`` and ``outcomes`` (e.g.
-        ``bayes_koa.load_koa_msc()``), or a ``(trials, outcomes)`` tuple; columns as in
-        ``bayes_koa/koa/data/koa_msc/README.md``, plus optional ``events`` (binary outcomes) and
-        ``min``/``max`` (sample range) columns in ``outcomes``.
+        A :class:`~bayes_koa.data.TrialData` (e.g. ``bayes_koa.load_koa_msc()``), a ``(trials,
+        outcomes)`` tuple of DataFrames or file paths, or any object with DataFrame attributes
+        ``trials`` and ``outcomes``; columns as in ``docs/data_schema.md``. Every form passes the
+        same checks as :func:`bayes_koa.read_trials` (:func:`bayes_koa.data.as_trial_data`; a
+        TrialData is checked again, as its tables may have been edited).
     measure
         ``"SMD"`` (Hedges' g), ``"MD"``, ``"SMDH"``, ``"ROM"`` for continuous outcomes;
         ``"logOR"``, ``"logRR"`` for binary ones (rows with ``events``); ``"auto"``: SMD for
@@ -119,7 +122,10 @@ def effect_sizes(data, measure="SMD", outcomes=None, times=None, value_type="aut
         where an arm has none, they are derived from its final values only if ``pre_post_r`` is
         given: mean change = final - baseline, ``SD = sqrt(sd0^2 + sd1^2 - 2 r sd0 sd1)``
         (Cochrane Handbook 6.5.2.8), noted in ``estimated``. ``"auto"`` (default): change values
-        where both arms have them at that time, final values otherwise.
+        where both arms have them at that time, final values otherwise; for standardized measures
+        (SMD, SMDH, and ``"auto"``) one value type per outcome and time, as SMDs of change and of
+        final values are not combined (Cochrane Handbook 10.5.2): the type with more in-scope
+        comparisons (a tie: change), the others excluded with the reason (``mix_change_final``).
     multiarm
         How arms shared by several comparisons of one trial enter the variances (Cochrane Handbook
         23.3.4). ``"split"`` (default): a shared arm's n is divided by the number k of comparisons
@@ -149,6 +155,9 @@ def effect_sizes(data, measure="SMD", outcomes=None, times=None, value_type="aut
         Zero-cell correction of binary outcomes (:func:`bayes_koa.conversions.log_odds_ratio`):
         by default 0.5 is added to every cell of a table with a zero cell; a table with no events
         in either arm is excluded, not corrected.
+    mix_change_final
+        ``True``: under ``value_type="auto"``, combine change and final values in one SMD (the
+        Handbook advises against it). MDs may always combine them (Handbook 10.5.2).
 
     Returns
     -------
@@ -172,14 +181,20 @@ def effect_sizes(data, measure="SMD", outcomes=None, times=None, value_type="aut
         cannot be pooled: use SMD, or select outcomes of one range).
     ValueError
         Invalid arguments.
+
+    Warns
+    -----
+    DataValidationWarning
+        Kept-but-suspect data (from the checks), and ``measure="MD"`` on VAS rows with no stated
+        range whose values are all <= 10, as on a 0-10 cm scale (named by trial).
     """
     outcome_sel = [outcomes] if isinstance(outcomes, str) else outcomes
     time_sel = None if times is None else [float(t) for t in np.atleast_1d(times)]
     _check_args(measure, value_type, multiarm, median_method, unlabelled_pm, pre_post_r,
                 cc_when, time_sel)
-    trials, out = _tables(data)
+    td, trials, out = _tables(data)
     trials = _prepare_trials(trials)
-    out = _prepare_outcomes(out, trials)
+    out = _prepare_outcomes(out)
     overrides = _check_n_override(n_override, trials)
     out_all = out
 
@@ -196,7 +211,10 @@ def effect_sizes(data, measure="SMD", outcomes=None, times=None, value_type="aut
         arms = pd.concat([arms, _derived_changes(arms, pre_post_r)], ignore_index=True)
 
     comparisons = _comparisons(trials)
-    pairs = _pairs(comparisons, arms, value_type, pre_post_r)
+    standardized = measure in STANDARDIZED or measure == "auto"
+    pairs = _pairs(comparisons, arms, value_type, pre_post_r,
+                   one_value_type=standardized and not mix_change_final,
+                   include_out_of_scope=include_out_of_scope)
     pairs = _multiarm(pairs, multiarm)
     pairs["m_events_row"], pairs["c_events_row"] = _row_events(pairs, multiarm)
     parts = [_effects(pairs, measure, cc, cc_when, include_out_of_scope),
@@ -205,13 +223,16 @@ def effect_sizes(data, measure="SMD", outcomes=None, times=None, value_type="aut
     table = _with_dtypes(pd.concat([x for x in parts if x is not None], ignore_index=True))
     if measure == "MD":
         _check_md_scales(table)
+        _check_vas_units(table, out_all)
     table = table.sort_values(["trial_id", "comparison", "outcome", "time_months"],
                               na_position="last", kind="stable").reset_index(drop=True)
     table = table[list(COLUMNS)]
     # provenance travels with the table into fit(): where the numbers came from
-    table.attrs.update(source=str(getattr(data, "source", "user tables")),
-                       simulated=bool(getattr(data, "simulated", False)),
-                       data_sha256=str(getattr(data, "data_hash", "")), measure=measure)
+    own = not isinstance(data, TrialData)  # an object of the user's may carry its own labels
+    table.attrs.update(source=str(getattr(data, "source", td.source) if own else td.source),
+                       simulated=bool(getattr(data, "simulated", False) if own
+                                      else getattr(td, "simulated", False)),
+                       data_sha256=str(td.data_hash), measure=measure)
     return table
 
 
@@ -243,131 +264,42 @@ def _check_args(measure, value_type, multiarm, median_method, unlabelled_pm, pre
 
 
 def _tables(data):
-    if isinstance(data, (tuple, list)) and len(data) == 2:
-        trials, out = data
-    elif hasattr(data, "trials") and hasattr(data, "outcomes"):
-        trials, out = data.trials, data.outcomes
-    else:
-        raise TypeError("data must have DataFrame attributes .trials and .outcomes, "
-                        "or be a (trials, outcomes) tuple")
-    for name, df in (("trials", trials), ("outcomes", out)):
-        if not isinstance(df, pd.DataFrame):
-            raise TypeError(f"data.{name} must be a pandas DataFrame, got {type(df).__name__}")
-    return trials.copy(), out.copy()
-
-
-def _require(df, table, columns):
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise DataValidationError(f"{table}: required column(s) missing: {', '.join(missing)}")
-
-
-def _where(row) -> str:
-    parts = [f"trial {row['trial_id']}", f"arm {row['arm_id']}"]
-    if "outcome" in row:
-        parts.append(f"outcome {row['outcome']}, time {row['time_months']:g}")
-    return ", ".join(parts)
-
-
-def _as_bool(df, table, column):
-    """A yes/no column as pandas ``boolean`` (bools, 'yes'/'no', 'true'/'false'; NA kept)."""
-    s = df[column]
-    if pd.api.types.is_bool_dtype(s):
-        return s.astype("boolean")
-    text = s.astype("string").str.strip().str.lower()
-    value = text.map({"yes": True, "true": True, "1": True, "1.0": True,
-                      "no": False, "false": False, "0": False, "0.0": False, "": pd.NA},
-                     na_action="ignore")
-    bad = text.notna() & value.isna() & (text != "")
-    if bad.any():
-        row = df[bad.to_numpy()].iloc[0]
-        raise DataValidationError(f"{table}: {_where(row)}, column {column}: "
-                                  f"{s[bad].iloc[0]!r} is not yes/no or true/false")
-    return value.astype("boolean")
-
-
-def _as_number(df, table, column):
-    s = df[column]
-    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
-        return s.astype("float64")
-    num = pd.to_numeric(s, errors="coerce")
-    bad = s.notna() & num.isna() & (s.astype("string").str.strip() != "")
-    if bad.any():
-        row = df[bad.to_numpy()].iloc[0]
-        raise DataValidationError(f"{table}: {_where(row)}, column {column}: "
-                                  f"{s[bad].iloc[0]!r} is not a number")
-    return num.astype("float64")
+    """The trials and outcomes tables, validated by the data layer's one set of checks
+    (:func:`bayes_koa.data.as_trial_data`, the checks of ``read_trials``), whatever the form."""
+    td = as_trial_data(data, stacklevel=5)
+    return td, td.trials.copy(), td.outcomes.copy()
 
 
 def _text(s):
     return s.astype("string").fillna("").str.strip()
 
 
+def _float(s):
+    return pd.to_numeric(s, errors="raise").astype("float64")
+
+
 def _prepare_trials(trials):
-    _require(trials, "trials", ["trial_id", "arm_id", "arm_role"])
+    """Validated trials -> the working form (text "" for empty, numbers float, in_scope bool)."""
     trials = trials.reset_index(drop=True)
-    for c in ("trial_id", "arm_id", "arm_role"):
+    for c in ("trial_id", "arm_id", "arm_role", "cell_source", "origin", "control_type"):
         trials[c] = _text(trials[c])
-    for c in ("cell_source", "origin", "control_type"):
-        trials[c] = _text(trials[c]) if c in trials else ""
     for c in ("n_randomized", "n_analysed", "cells_per_injection", "n_injections"):
-        trials[c] = _as_number(trials, "trials", c) if c in trials else np.nan
-    trials["in_scope"] = (_as_bool(trials, "trials", "in_scope").fillna(True)
-                          if "in_scope" in trials else True)
-    bad = ~trials["arm_role"].isin(["msc", "control"])
-    if bad.any():
-        row = trials[bad].iloc[0]
-        raise DataValidationError(f"trials: {_where(row)}, column arm_role: "
-                                  f"{row['arm_role']!r} is not 'msc' or 'control'")
-    dup = trials.duplicated(["trial_id", "arm_id"])
-    if dup.any():
-        row = trials[dup].iloc[0]
-        raise DataValidationError(f"trials: {_where(row)}, columns trial_id/arm_id: "
-                                  "arm listed twice")
+        trials[c] = _float(trials[c])
+    trials["in_scope"] = trials["in_scope"].astype("boolean").fillna(True).astype(bool)
     return trials
 
 
-def _prepare_outcomes(out, trials):
-    _require(out, "outcomes", ["trial_id", "arm_id", "outcome", "time_months", "value_type"])
+def _prepare_outcomes(out):
+    """Validated outcomes -> the working form; lower_is_better from the registry where empty."""
     out = out.reset_index(drop=True)
-    for c in ("trial_id", "arm_id", "outcome", "value_type"):
+    for c in ("trial_id", "arm_id", "outcome", "value_type", "stat_reported"):
         out[c] = _text(out[c])
-    out["stat_reported"] = _text(out["stat_reported"]) if "stat_reported" in out else ""
-    for c in _NUMERIC:
-        out[c] = _as_number(out, "outcomes", c) if c in out else np.nan
-    lib = (_as_bool(out, "outcomes", "lower_is_better") if "lower_is_better" in out
-           else pd.Series(pd.NA, index=out.index, dtype="boolean"))
+    for c in _NUMERIC:  # min, max, ci_level: extension columns, only where the data have them
+        out[c] = _float(out[c]) if c in out else np.nan
+    lib = out["lower_is_better"].astype("boolean")
     registry = out["outcome"].map(lambda o: getattr(outcome_info(o), "lower_is_better", None))
     out["lower_is_better"] = lib.astype(object).where(lib.notna(), registry)
     out["lower_is_better"] = out["lower_is_better"].map(lambda v: None if pd.isna(v) else bool(v))
-
-    known = pd.MultiIndex.from_frame(trials[["trial_id", "arm_id"]])
-    checks = [
-        (~pd.MultiIndex.from_frame(out[["trial_id", "arm_id"]]).isin(known), "arm_id",
-         lambda r: "no such trial and arm in trials"),
-        (out["time_months"].isna().to_numpy(), "time_months", lambda r: "empty"),
-        (~out["value_type"].isin(_VT_LONG.values()).to_numpy(), "value_type",
-         lambda r: f"{r['value_type']!r} is not final or change_from_baseline"),
-        (~out["stat_reported"].isin(STAT_REPORTED + ("",)).to_numpy(), "stat_reported",
-         lambda r: f"{r['stat_reported']!r} is not one of {STAT_REPORTED}"),
-    ]
-    for bad, column, what in checks:
-        if bad.any():
-            row = out[bad].iloc[0]
-            where = (f"trial {row['trial_id']}, arm {row['arm_id']}, outcome {row['outcome']}"
-                     if column == "time_months" else _where(row))
-            raise DataValidationError(f"outcomes: {where}, column {column}: {what(row)}")
-    dup = out.duplicated(_KEY)
-    if dup.any():
-        row = out[dup].iloc[0]
-        raise DataValidationError(f"outcomes: {_where(row)}, column value_type: "
-                                  f"{row['value_type']} value listed twice")
-    directions = out.groupby(["trial_id", "outcome"])["lower_is_better"].agg(
-        lambda s: {v for v in s if v is not None})
-    for (trial, outcome), values in directions.items():
-        if len(values) > 1:
-            raise DataValidationError(f"outcomes: trial {trial}, outcome {outcome}, column "
-                                      "lower_is_better: arms disagree (true and false)")
     return out
 
 
@@ -526,23 +458,57 @@ def _comparisons(trials):
               "cells_per_injection", "n_injections", "control_type", "in_scope"]]
 
 
-def _pairs(comparisons, arms, value_type, pre_post_r):
-    """One row per comparison x outcome x follow-up time, with both arms' values (m_*, c_*)."""
+def _pairs(comparisons, arms, value_type, pre_post_r, one_value_type=False,
+           include_out_of_scope=False):
+    """One row per comparison x outcome x follow-up time, with both arms' values (m_*, c_*).
+
+    ``one_value_type`` (standardized measures under ``value_type="auto"``, unless
+    ``mix_change_final=True``): all comparisons of one outcome and time use one value type, as
+    SMDs of change scores and of final values are not on one scale (Cochrane Handbook 10.5.2):
+    the type that gives more in-scope comparisons with values in both arms (a tie: change values,
+    as ``auto`` prefers them); a comparison that has only the other type keeps it, with the reason
+    in ``vt_problem`` (so it is excluded, not dropped).
+    """
     follow = arms[arms["time_months"] > 0]
     keys = follow[["trial_id", "arm_id", "outcome", "time_months"]].drop_duplicates()
     p = pd.concat([
         comparisons.merge(keys.rename(columns={"arm_id": side}), on=["trial_id", side])
         for side in ("msc_arm", "control_arm")
-    ]).drop_duplicates(["trial_id", "comparison", "outcome", "time_months"])
+    ]).drop_duplicates(["trial_id", "comparison", "outcome", "time_months"]).reset_index(drop=True)
 
-    has_change = set(map(tuple, follow.loc[follow["value_type"] == "change_from_baseline",
-                                           ["trial_id", "arm_id", "outcome", "time_months"]]
-                         .itertuples(index=False)))
+    def have(vt):
+        rows = set(map(tuple, follow.loc[follow["value_type"] == vt,
+                                         ["trial_id", "arm_id", "outcome", "time_months"]]
+                       .itertuples(index=False)))
+        return np.array([(t, m, o, x) in rows and (t, c, o, x) in rows
+                         for t, m, c, o, x in p[["trial_id", "msc_arm", "control_arm", "outcome",
+                                                 "time_months"]].itertuples(index=False)], dtype=bool)
+
+    change, final = "change_from_baseline", "final"
+    p["vt_problem"] = ""
     if value_type == "auto":
-        both = [(t, m, o, x) in has_change and (t, c, o, x) in has_change
-                for t, m, c, o, x in p[["trial_id", "msc_arm", "control_arm", "outcome",
-                                        "time_months"]].itertuples(index=False)]
-        p["value_type"] = np.where(both, "change_from_baseline", "final")
+        ch, fi = have(change), have(final)
+        p["value_type"] = np.where(ch, change, final)
+        if one_value_type and len(p):
+            counted = p["in_scope"].to_numpy(dtype=bool) | include_out_of_scope
+            for _, idx in p.groupby(["outcome", "time_months"], sort=False).groups.items():
+                idx = np.asarray(idx)
+                if not (ch[idx].any() and (fi[idx] & ~ch[idx]).any()):
+                    continue  # one value type already
+                n_c, n_f = int((ch & counted)[idx].sum()), int((fi & counted)[idx].sum())
+                chosen, other = (change, final) if n_c >= n_f else (final, change)
+                has_chosen, has_other = (ch, fi) if chosen == change else (fi, ch)
+                for j in idx:
+                    if has_chosen[j] or not has_other[j]:
+                        p.at[j, "value_type"] = chosen
+                        continue
+                    p.at[j, "value_type"] = other
+                    n_chosen = n_c if chosen == change else n_f
+                    p.at[j, "vt_problem"] = (
+                        f"{_VT_WORD[other]} SMD not combined with the {_VT_WORD[chosen]} SMDs of "
+                        f"{n_chosen} comparison{'s' * (n_chosen != 1)} at this outcome and time "
+                        "(Cochrane Handbook 10.5.2: their SDs differ); mix_change_final=True "
+                        "combines them")
     else:
         p["value_type"] = _VT_LONG[value_type]
 
@@ -554,7 +520,7 @@ def _pairs(comparisons, arms, value_type, pre_post_r):
                     on=["trial_id", arm, "outcome", "time_months", "value_type"], how="left")
     p["m_present"] = p["m_n_from"].notna()
     p["c_present"] = p["c_n_from"].notna()
-    # direction is a property of the trial's outcome (all its rows agree, see _prepare_outcomes)
+    # direction is a property of the outcome (the data layer refuses rows that disagree)
     direction = arms.groupby(["trial_id", "outcome"])["lower_is_better"].agg(
         lambda s: next((v for v in s if v is not None), None))
     p["lower_is_better"] = [direction.get((t, o)) for t, o in zip(p["trial_id"], p["outcome"])]
@@ -776,6 +742,8 @@ def _reasons(r, measure, binary, lib, yi, vi, double_zero, scale_problem, includ
         reasons.append(f"direction unclear: lower_is_better empty for {r.outcome}")
     if scale_problem:
         reasons.append(scale_problem)
+    if r.vt_problem:
+        reasons.append(r.vt_problem)
     m_problems = r.m_problems if r.m_present else ()
     c_problems = r.c_problems if r.c_present else ()
     reasons += _merge(m_problems, c_problems, r.msc_arm, r.control_arm)
@@ -872,3 +840,28 @@ def _check_md_scales(table):
                 f"measure='MD': outcome family {fam} has rows on different scale ranges "
                 f"({detail}); raw mean differences on different ranges cannot be pooled. "
                 "Use measure='SMD', or select outcomes of one range with outcomes=[...]")
+
+
+_VAS_CM_TOP = 10.0  # a 0-10 cm VAS: no value above 10; a 0-100 mm VAS of knee OA patients has baselines far above
+
+
+def _check_vas_units(table, out):
+    """VAS rows pooled as MD without a stated range: warn, naming the trial, where every value
+    is at most 10, as on a 0-10 cm scale (an MD in cm next to MDs in mm is 10 times too small;
+    the MD priors are in mm). A stated 0-10 is rescaled to mm and needs no guess."""
+    ok = usable(table)
+    vas = ok[(ok["outcome"] == "VAS") & (ok["scale"] == "unknown")]
+    if vas.empty:
+        return
+    rows = out[(out["outcome"] == "VAS") & out["scale_min"].isna() & out["scale_max"].isna()]
+    largest = rows.groupby("trial_id")[["mean", "median", "q1", "q3", "min", "max"]].max().max(axis=1)
+    lines = []
+    for trial in dict.fromkeys(vas["trial_id"]):
+        top = largest.get(trial, np.nan)
+        if np.isfinite(top) and top <= _VAS_CM_TOP:
+            lines.append(f"{trial} / all arms / column scale_max: VAS scale range not stated and every "
+                         f"value is at most {top:g}, as on a 0-10 cm scale, while MDs are in mm; "
+                         "state scale_min/scale_max (a stated 0-10 is rescaled to mm)")
+    if lines:
+        warnings.warn("measure='MD': VAS units unclear:\n" + "\n".join(f"- {x}" for x in lines),
+                      DataValidationWarning, stacklevel=3)

@@ -39,7 +39,9 @@ K = 4.0
 
 def _effects() -> pd.DataFrame:
     trials = pd.DataFrame([{"trial_id": "T1", "arm_id": a, "arm_role": a, "n_randomized": n,
-                            "cell_source": "BM", "in_scope": "yes"} for a, (_, n) in EVENTS.items()])
+                            "cell_source": "BM", "in_scope": "yes", "origin": None, "control_type": None,
+                            "cells_per_injection": None, "n_injections": None}  # required, not reported
+                           for a, (_, n) in EVENTS.items()])
     outcomes = pd.DataFrame([{"trial_id": "T1", "arm_id": a, "outcome": "AE_any", "lower_is_better": "true",
                               "time_months": 12, "value_type": "final", "n": n, "events": e,
                               "stat_reported": "events"} for a, (e, n) in EVENTS.items()])

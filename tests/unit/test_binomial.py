@@ -23,7 +23,9 @@ from bayes_koa.kinds import load_spec
 def trial(arms, trial_id="T1", source="BM"):
     """A made-up trials table: arms as (arm_id, arm_role, n_randomized)."""
     return pd.DataFrame([{"trial_id": trial_id, "arm_id": a, "arm_role": role, "n_randomized": n,
-                          "cell_source": source, "origin": "autologous", "in_scope": "yes"}
+                          "cell_source": source, "origin": "autologous", "in_scope": "yes",
+                          # required columns of the trials schema; not reported here
+                          "control_type": None, "cells_per_injection": None, "n_injections": None}
                          for a, role, n in arms])
 
 
