@@ -17,6 +17,7 @@ _EXPORTS = {
     "read_trials": "bayes_koa.data",
     "TrialData": "bayes_koa.data",
     "DataValidationError": "bayes_koa.data",
+    "validate_effect_table": "bayes_koa.data",
     # effect sizes
     "effect_sizes": "bayes_koa.effects",
     # model spec, priors, kinds

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from ..data import validate_effect_table
 from ..inference.diagnostics import SamplingWarning, diagnose
 from ..inference.provenance import data_hash, versions
 from ..inference.sampling import DEFAULT_SETTINGS, sample_spec
@@ -76,6 +77,10 @@ def fit_spec(spec, effects: pd.DataFrame, *, outcome=None, time=None, lower_is_b
         raise ValueError(f"chains and draws must be >= 1 and tune >= 0, got chains={settings['chains']}, "
                          f"draws={settings['draws']}, tune={settings['tune']}")
     kind = get_kind(spec.kind)
+    # every route into a fit passes the same checks (labels, duplicated columns, cell rules)
+    attrs = dict(effects.attrs)
+    effects = validate_effect_table(effects, require_effects=kind.normal_likelihood(spec))
+    effects.attrs.update({k: v for k, v in attrs.items() if k not in effects.attrs})
     sel = {k: v for k, v in dict(outcome=outcome, time=time, **selection).items() if v is not None}
     design, excluded = prepare(spec, effects, **sel)
     if seed is None:

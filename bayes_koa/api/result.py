@@ -8,7 +8,6 @@ claims from :mod:`bayes_koa.koa.claims`, plots from :mod:`bayes_koa.plots`, refi
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from ..analysis import checks as _checks
 from ..analysis import ranking as _ranking
 from ..analysis import summaries as _summaries
 from ..inference.diagnostics import diagnose, diagnostics_flag
+from ..inference.store import load_datatree, save_datatree, table_from_attr, table_to_attr
 from ..kinds import get_kind, spec_from_text
 from ..kinds import binomial as _binomial
 from ..kinds import multivariate as _multivariate
@@ -51,7 +51,7 @@ class MetaAnalysis:
     def provenance(self) -> dict:
         a = self.dt.attrs
         out = {k.removeprefix("bayes_koa_"): a[k] for k in a if k.startswith("bayes_koa_")
-               and k not in ("bayes_koa_model_file", "bayes_koa_effects_csv", "bayes_koa_excluded_csv")}
+               and k not in ("bayes_koa_model_file", "bayes_koa_effects", "bayes_koa_excluded")}
         for k in ("priors", "versions", "structure", "sampler_settings"):
             if k in out:
                 out[k] = json.loads(out[k])
@@ -188,14 +188,14 @@ class MetaAnalysis:
 
     # -- persistence --------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write the whole result (draws, data used, left-out rows, provenance) to one netCDF file."""
+        """Write the whole result (draws, data used, left-out rows, provenance) to one netCDF file.
+
+        Atomic (a temporary file in the same folder, then renamed) and with a checksum of the draws
+        that :func:`load` verifies (:mod:`bayes_koa.inference.store`)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        dt = self.dt.copy()
-        dt.attrs["bayes_koa_effects_csv"] = self.effects.to_csv(index=False)
-        dt.attrs["bayes_koa_excluded_csv"] = self.excluded.to_csv(index=False)
-        dt.to_netcdf(path, engine="h5netcdf")
-        return path
+        return save_datatree(self.dt, path, {"bayes_koa_effects": table_to_attr(self.effects),
+                                             "bayes_koa_excluded": table_to_attr(self.excluded)})
 
     @classmethod
     def load(cls, path: str | Path) -> "MetaAnalysis":
@@ -246,12 +246,15 @@ class MetaAnalysis:
 
 
 def load(path: str | Path) -> MetaAnalysis:
-    """Read a result written by :meth:`MetaAnalysis.save`."""
-    dt = xr.open_datatree(path, engine="h5netcdf").load()
+    """Read a result written by :meth:`MetaAnalysis.save`: checksum verified, file closed, groups present."""
+    dt = load_datatree(path)
     a = dict(dt.attrs)
-    effects = pd.read_csv(io.StringIO(a.pop("bayes_koa_effects_csv")), keep_default_na=True)
-    excluded_csv = a.pop("bayes_koa_excluded_csv")
-    excluded = pd.read_csv(io.StringIO(excluded_csv)) if excluded_csv.strip() else pd.DataFrame()
+    missing = [k for k in ("bayes_koa_effects", "bayes_koa_excluded", "bayes_koa_model_file", "bayes_koa_structure",
+                           "bayes_koa_priors", "bayes_koa_measure") if k not in a]
+    if missing:
+        raise ValueError(f"{path}: not a bayes_koa result (missing {', '.join(missing)})")
+    effects = table_from_attr(a.pop("bayes_koa_effects"))
+    excluded = table_from_attr(a.pop("bayes_koa_excluded"))
     dt.attrs = a
     structure = json.loads(a["bayes_koa_structure"])
     saved = json.loads(a["bayes_koa_priors"])
