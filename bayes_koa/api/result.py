@@ -68,7 +68,7 @@ class MetaAnalysis:
 
     # -- delegation ---------------------------------------------------------------------------
     def summary(self, ci: float = 0.95, include_trials: bool = True) -> pd.DataFrame:
-        return _summaries.summary_table(self.dt, self.spec, ci=ci, include_trials=include_trials)
+        return self._with_diagnostics(_summaries.summary_table(self.dt, self.spec, ci=ci, include_trials=include_trials))
 
     def contraction(self) -> pd.DataFrame:
         """How much the data narrowed each prior (1 - var post / var prior); ``weak`` = the prior decides."""

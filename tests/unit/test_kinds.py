@@ -112,6 +112,10 @@ def test_fit_and_summary_match_the_closed_form(result):
         p = stats.norm.cdf(0, mean, sd)
         assert abs(row["p_benefit"] - p) < 4 * np.sqrt(max(p * (1 - p), 1e-4) / row["ess_bulk"])
     assert {"eti95_lb", "eti95_ub", "ess_bulk", "r_hat", "group"} <= set(s.columns)
+    # the sampler's health travels with every table made from the fit
+    d = s.attrs["diagnostics"]
+    assert d["divergences"] == int(result.dt["sample_stats"]["diverging"].sum())
+    assert d["max_r_hat"] == pytest.approx(float(result.diagnostics()["r_hat"].max()))
 
 
 def test_rank_and_direction(result, model_file):
