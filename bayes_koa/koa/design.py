@@ -32,6 +32,12 @@ Truth (SMD, MSC - control, negative = benefit), defaults and their basis:
   README); ``source_hierarchical`` ignores comparators, so non-zero values show what that costs.
   The true source effect (for coverage) stays ``source_means``: the effect against an inert control.
 
+* ``sigma_source`` (default None: the source means are fixed): when given, every simulated data set
+  draws its own source means, independently Normal(mu, sigma_source) with mu the mean of
+  ``source_means``: the truth then comes from the model's own hierarchy (with fixed
+  hyperparameters, no prior draws), and coverage, P(correct top rank) and the claims are averaged
+  over those truths. The truth of each fit is kept (``true_value``, ``claim_holds``).
+
 Hypothetical added trials: ``AddedTrial(source, comparator, n)``, two arms of ``n`` patients each
 (one MSC arm, one control arm of that control type), 12 months of follow-up, origin, dose and
 number of injections not stated (generated at the reference, as any trial without them).
@@ -92,6 +98,7 @@ from ..workflows.design import run_study
 __all__ = [
     "AddedTrial",
     "Scenario",
+    "bundled_design",
     "scenario",
     "default_scenarios",
     "scenarios_adding",
@@ -184,6 +191,7 @@ class Scenario:
     comparator_effects: Mapping[str, float] = field(default_factory=dict)
     added: tuple[AddedTrial, ...] = ()
     truth: Mapping[str, Any] = field(default_factory=dict)
+    sigma_source: float | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "added", tuple(_added(a) for a in self.added))
@@ -202,6 +210,11 @@ class Scenario:
             raise ValueError(f"{where}: source_means must be finite")
         if not (math.isfinite(self.tau) and self.tau >= 0):
             raise ValueError(f"{where}: tau must be >= 0, got {self.tau}")
+        if self.sigma_source is not None:
+            object.__setattr__(self, "sigma_source", float(self.sigma_source))
+            if not (math.isfinite(self.sigma_source) and self.sigma_source > 0):
+                raise ValueError(f"{where}: sigma_source must be > 0 (or absent: fixed source means), "
+                                 f"got {self.sigma_source}")
         bad = [k for k in self.comparator_effects if k not in CONTROL_TYPES]
         if bad:
             raise ValueError(f"{where}: comparator_effects has unknown control type(s) {bad} "
@@ -216,6 +229,21 @@ class Scenario:
         if unknown:
             raise ValueError(f"{where}: truth has unknown key(s) {unknown} (keys of "
                              "bayes_koa.simulation.DEFAULT_TRUTH)")
+
+    @property
+    def drawn(self) -> bool:
+        """The source means are drawn per simulated data set (``sigma_source`` given)."""
+        return self.sigma_source is not None
+
+    def draw_means(self, sim_seed: int) -> dict:
+        """This data set's source means: the fixed ones, or Normal(mu, sigma_source) draws from a
+        stream of their own (``SeedSequence(sim_seed, spawn_key=(2**31,))``; ``simulate``'s trial
+        streams are its children 0, 1, ...)."""
+        if not self.drawn:
+            return dict(self.source_means)
+        mu = float(np.mean([self.source_means[s] for s in SOURCES]))
+        z = np.random.default_rng(np.random.SeedSequence(int(sim_seed), spawn_key=(2**31,))).standard_normal(len(SOURCES))
+        return {s: mu + self.sigma_source * float(v) for s, v in zip(SOURCES, z)}
 
     @property
     def n_added_trials(self) -> int:
@@ -257,7 +285,7 @@ def _added_name(base: str, added) -> str:
 
 def scenario(name: str = "published", **kwargs) -> Scenario:
     """A :class:`Scenario`; unknown keys are refused with their name."""
-    known = {"source_means", "tau", "comparator_effects", "added", "truth"}
+    known = {"source_means", "tau", "comparator_effects", "added", "truth", "sigma_source"}
     unknown = set(kwargs) - known
     if unknown:
         raise ValueError(f"scenario {name!r}: unknown key(s) {sorted(unknown)} (known: name, "
@@ -314,7 +342,8 @@ def read_scenarios(path) -> tuple[list[Scenario], dict]:
     to the file), ``workers``, ``draws``, ``tune``, ``chains``, ``target_accept``, ``paired``. Each
     ``[[scenario]]`` has ``name`` and any of ``source_means`` (table BM/UC/AD), ``tau``,
     ``comparator_effects`` (table control type -> SMD), ``added`` (array of tables with ``source``,
-    ``comparator``, ``n`` per arm, and optionally ``count`` = that many such trials), ``truth``.
+    ``comparator``, ``n`` per arm, and optionally ``count`` = that many such trials), ``truth``,
+    ``sigma_source`` (draw the source means per data set).
     Returns ``(scenarios, study settings)``.
     """
     path = Path(path)
@@ -388,6 +417,12 @@ def _design_frame(design) -> tuple[pd.DataFrame, str]:
                     f"{type(design).__name__}")
 
 
+def bundled_design() -> pd.DataFrame:
+    """The bundled real designs (``koa_msc/trials.csv``, validated): the default design; filter or
+    edit it and pass it as ``design=``."""
+    return _design_frame(None)[0]
+
+
 def _added_frame(added: Sequence[AddedTrial]) -> pd.DataFrame:
     rows = []
     for k, a in enumerate(added, start=1):
@@ -425,7 +460,8 @@ class _Trial:
     arms: list
     roles: dict
     n: dict
-    fixed: dict       # msc arm -> expected effect without the trial effect
+    fixed: dict       # msc arm -> expected effect without the trial effect (at the plan's truth)
+    covariates: dict  # msc arm -> (origin, x_dose, x_inj), to recompute fixed at another truth
     control_type: dict
     reported: bool    # has a month-6 value (follow-up unknown or >= 6 months)
 
@@ -483,17 +519,17 @@ def _make_plan(sc: Scenario, base: pd.DataFrame, generator: str) -> _Plan:
     trials = []
     for trial, sub in kept.groupby("trial_id", sort=False):
         source, origin, fu = sub["cell_source"].iloc[0], sub["origin"].iloc[0], sub["followup_months"].iloc[0]
-        fixed = {}
+        fixed, covariates = {}, {}
         for _, a in sub[sub["arm_role"] == "msc"].iterrows():
             cells, ninj = a["cells_per_injection"], a["n_injections"]
             x_dose = 0.0 if _na(cells) else math.log10(float(cells) / REF_CELLS)
             x_inj = 0.0 if _na(ninj) else float(ninj) - 1.0
-            fixed[a["arm_id"]] = (_cell_mean(truth, source, origin) + beta["log_dose"] * x_dose
-                                  + beta["n_injections"] * x_inj)
+            covariates[a["arm_id"]] = (origin, x_dose, x_inj)
+            fixed[a["arm_id"]] = _fixed_effect(truth, source, origin, x_dose, x_inj)
         trials.append(_Trial(
             sim_id=_sim_id(trial), source=source, arms=list(sub["arm_id"]),
             roles=dict(zip(sub["arm_id"], sub["arm_role"])),
-            n={a: int(n_arm[(trial, a)]) for a in sub["arm_id"]}, fixed=fixed,
+            n={a: int(n_arm[(trial, a)]) for a in sub["arm_id"]}, fixed=fixed, covariates=covariates,
             control_type={a: ("" if _na(c) else str(c)) for a, c in zip(sub["arm_id"], sub["control_type"])},
             reported=_na(fu) or not TIME > float(fu)))
     n_rows = len(template)
@@ -503,6 +539,12 @@ def _make_plan(sc: Scenario, base: pd.DataFrame, generator: str) -> _Plan:
                  generator=generator, left_out=left_out)
 
 
+def _fixed_effect(truth: dict, source: str, origin, x_dose: float, x_inj: float) -> float:
+    """An MSC arm's expected effect, as ``simulate`` computes it (same operations, same order)."""
+    beta = truth["beta"]
+    return _cell_mean(truth, source, origin) + beta["log_dose"] * x_dose + beta["n_injections"] * x_inj
+
+
 def _kept_td(td: TrialData, kept: pd.DataFrame) -> TrialData:
     return replace(td, trials=td.trials[td.trials["trial_id"].isin(set(kept["trial_id"]))].reset_index(drop=True))
 
@@ -510,10 +552,10 @@ def _kept_td(td: TrialData, kept: pd.DataFrame) -> TrialData:
 # --------------------------------------------------------------------------- simulating one data set
 
 
-def _draw_arms(plan: _Plan, seed: int) -> dict:
+def _draw_arms(plan: _Plan, seed: int, truth: dict | None = None) -> dict:
     """Month-6 VAS mean and SD of every arm: ``simulate``'s draws for ``outcomes=("VAS",),
     times=(6,)``, in its order from its seed (see the module docstring), plus comparator effects."""
-    tr = plan.truth
+    tr = plan.truth if truth is None else truth
     sc = tr["scales"][OUTCOME]
     sd, lo, hi, dec = float(sc["sd"]), float(sc["scale_min"]), float(sc["scale_max"]), int(tr["decimals"])
     orient = 1.0 if sc["lower_is_better"] else -1.0
@@ -543,7 +585,8 @@ def _draw_arms(plan: _Plan, seed: int) -> dict:
             n = t.n[arm]
             true = ctrl
             if t.roles[arm] == "msc":
-                delta = f_t * (t.fixed[arm] + u) + d_time[0] + e_out[0]
+                fixed = t.fixed[arm] if truth is None else _fixed_effect(tr, t.source, *t.covariates[arm])
+                delta = f_t * (fixed + u) + d_time[0] + e_out[0]
                 true = ctrl + orient * delta * sd
             elif comp.get(t.control_type[arm], 0.0) != 0.0:
                 true = ctrl - orient * comp[t.control_type[arm]] * sd
@@ -556,9 +599,9 @@ def _draw_arms(plan: _Plan, seed: int) -> dict:
     return out
 
 
-def _draw_effects(plan: _Plan, seed: int) -> pd.DataFrame:
+def _draw_effects(plan: _Plan, seed: int, truth: dict | None = None) -> pd.DataFrame:
     """One data set: the template's comparisons with Hedges' g (``yi``) and its variance (``vi``)."""
-    arms = _draw_arms(plan, seed)
+    arms = _draw_arms(plan, seed, truth)
     tp = plan.template
     m = np.array([arms[(t, a)] for t, a in zip(tp["trial_id"], tp["msc_arm"])], float)
     c = np.array([arms[(t, a)] for t, a in zip(tp["trial_id"], tp["control_arm"])], float)
@@ -579,11 +622,12 @@ def _effect_table(tp: pd.DataFrame, yi, vi) -> pd.DataFrame:
     return eff
 
 
-def _reference_effects(plan: _Plan, seed: int) -> pd.DataFrame:
+def _reference_effects(plan: _Plan, seed: int, truth: dict | None = None) -> pd.DataFrame:
     """One data set by ``simulate`` + ``effect_sizes`` (the slow reference path)."""
     from ..effects import effect_sizes
 
-    sim = simulate(plan.design_td, truth=_public_truth(plan.truth), seed=int(seed), outcomes=(OUTCOME,),
+    tr = plan.truth if truth is None else truth
+    sim = simulate(plan.design_td, truth=_public_truth(tr), seed=int(seed), outcomes=(OUTCOME,),
                    times=(TIME,), adverse_events=False)
     eff = effect_sizes(sim, measure=MEASURE, outcomes=[OUTCOME], times=[TIME])
     ok = (eff["excluded_reason"].fillna("") == "") & (eff["time_months"] == TIME)
@@ -597,11 +641,15 @@ def _reference_effects(plan: _Plan, seed: int) -> pd.DataFrame:
 class _SimData:
     plan: _Plan
     effects: pd.DataFrame
+    means: dict  # the true source means of this data set
 
 
 def _simulate_one(plan: _Plan, seed: int) -> _SimData:
-    eff = _draw_effects(plan, seed) if plan.generator == "fast" else _reference_effects(plan, seed)
-    return _SimData(plan, eff)
+    sc = plan.scenario
+    means = sc.draw_means(seed)
+    truth = {**plan.truth, "source_means": means} if sc.drawn else None
+    draw = _draw_effects if plan.generator == "fast" else _reference_effects
+    return _SimData(plan, draw(plan, seed, truth), means)
 
 
 # --------------------------------------------------------------------------- fitting one data set
@@ -670,7 +718,7 @@ class _Fitter:
         s = self.sampler
         dt = sample_spec(self.spec, design, seed=int(seed), draws=s["draws"], tune=s["tune"], chains=s["chains"],
                          target_accept=s["target_accept"], extra_groups=False, cores=1)
-        return _metrics(dt, plan, k, s["chains"])
+        return _metrics(dt, plan, data.means, s["chains"])
 
 
 def _load_study_spec(model, priors):
@@ -701,17 +749,56 @@ def _claim_truth(means: Mapping[str, float], estimable: Mapping[str, bool]) -> d
     return out
 
 
-def _metrics(dt: xr.DataTree, plan: _Plan, k: int, chains: int) -> xr.Dataset:
+def _health(dt: xr.DataTree, est: Sequence[str], chains: int) -> dict:
+    """Sampler health of one fit.
+
+    The metrics are functions of the draws of the estimable source means and tau only, so a fit is
+    ``healthy`` when those pass the package's thresholds (R-hat <= 1.01, bulk and tail ESS >= 100
+    per chain; :func:`bayes_koa.fitting.diagnose`) and no transition diverged. ``max_rhat_hyper``
+    and ``min_ess_hyper`` cover mu and sigma_source, which mix more slowly (three sources identify
+    them weakly). The trial effects are not checked per fit: R-hat and ESS cost about 15 ms per
+    parameter here, and there are 40 of them.
+    """
+    from ..fitting import ESS_PER_CHAIN_MIN, RHAT_MAX
+
+    post = dt["posterior"]
+    sd = ["chain", "draw"]
+
+    def stats(parts) -> tuple[float, float, float]:
+        """(largest R-hat, smallest bulk ESS, smallest tail ESS); NaN if any is NaN (stuck chains)."""
+        da = xr.concat([x.drop_vars([c for c in x.coords if c not in sd]) for x in parts],
+                       dim="p").transpose("chain", "draw", "p")
+        r = da.azstats.rhat(sample_dims=sd).values
+        eb = da.azstats.ess(sample_dims=sd, method="bulk").values
+        et = da.azstats.ess(sample_dims=sd, method="tail").values
+        if not (np.isfinite(r).all() and np.isfinite(eb).all() and np.isfinite(et).all()):
+            return math.nan, math.nan, math.nan
+        return float(r.max()), float(eb.min()), float(et.min())
+
+    tau = post["tau"]
+    used = [post["source_mean"].sel(source=list(est)).rename(source="p"),
+            tau.sel(source=list(est)).rename(source="p") if "source" in tau.dims else tau.expand_dims(p=1)]
+    rhat, ess_b, ess_t = stats(used)
+    hyper = [post[v].expand_dims(p=1) for v in ("mu", "sigma_source") if v in post.data_vars]
+    rh, eb_h, et_h = stats(hyper) if hyper else (math.nan, math.nan, math.nan)
+    st = dt["sample_stats"]
+    n_div = int(st["diverging"].sum()) if "diverging" in st.data_vars else 0
+    # written as "not <= / not >=" would be the package's style; NaN compares False here, so a NaN
+    # statistic makes the fit unhealthy as well
+    healthy = n_div == 0 and rhat <= RHAT_MAX and min(ess_b, ess_t) >= ESS_PER_CHAIN_MIN * chains
+    return {"divergences": n_div, "max_rhat": rhat, "min_ess_bulk": ess_b, "min_ess_tail": ess_t,
+            "healthy": float(healthy), "max_rhat_hyper": rh, "min_ess_hyper": min(eb_h, et_h)}
+
+
+def _metrics(dt: xr.DataTree, plan: _Plan, means: Mapping[str, float], chains: int) -> xr.Dataset:
     from ..claims import claims as claim_table
-    from ..fitting import ESS_PER_CHAIN_MIN, RHAT_MAX, diagnose
     from ..ranking import p_best
 
     post = dt["posterior"]
     sm = post["source_mean"]
     est = [s for s in SOURCES if plan.estimable[s]]
     mask = xr.DataArray([plan.estimable[s] for s in SOURCES], dims="source", coords={"source": list(SOURCES)})
-    truth = xr.DataArray([plan.scenario.source_means[s] for s in SOURCES], dims="source",
-                         coords={"source": list(SOURCES)})
+    truth = xr.DataArray([means[s] for s in SOURCES], dims="source", coords={"source": list(SOURCES)})
     sm = sm.assign_coords(source=list(SOURCES))
     q = sm.quantile([0.025, 0.975], dim=("chain", "draw"))
     lower = q.isel(quantile=0, drop=True).where(mask)
@@ -719,7 +806,7 @@ def _metrics(dt: xr.DataTree, plan: _Plan, k: int, chains: int) -> xr.Dataset:
     estimate = sm.mean(("chain", "draw")).where(mask)
     covered = ((lower <= truth) & (truth <= upper)).astype(float).where(mask)
     pb = p_best(sm.sel(source=est)).reindex(source=list(SOURCES))
-    best = _true_best(plan.scenario.source_means, plan.estimable)
+    best = _true_best(means, plan.estimable)
     if best is None:
         top, pbt = math.nan, math.nan
     else:
@@ -732,32 +819,17 @@ def _metrics(dt: xr.DataTree, plan: _Plan, k: int, chains: int) -> xr.Dataset:
            "better_at_month_3"]
     probs = dict(zip(ids, ct["probability"].to_numpy(float)))
     claim_p = xr.DataArray([probs[c] for c in CLAIMS], dims="claim", coords={"claim": list(CLAIMS)})
+    holds = _claim_truth(means, plan.estimable)
     out = {"p_best": pb, "estimate": estimate, "lower": lower, "upper": upper, "width": upper - lower,
-           "covered": covered, "top_correct": top, "p_best_true": pbt, "claim_probability": claim_p}
+           "covered": covered, "top_correct": top, "p_best_true": pbt, "claim_probability": claim_p,
+           "true_value": truth.where(mask),
+           "claim_holds": xr.DataArray([holds[c] for c in CLAIMS], dims="claim", coords={"claim": list(CLAIMS)})}
     tau = post["tau"]
     if tau.dims == ("chain", "draw"):
         tq = tau.quantile([0.025, 0.975], dim=("chain", "draw")).values
         out.update(tau_estimate=float(tau.mean()), tau_lower=float(tq[0]), tau_upper=float(tq[1]),
                    tau_covered=float(tq[0] <= plan.scenario.tau <= tq[1]))
-    # health. The metrics are functions of the draws of the source means and tau only, so a fit is
-    # healthy when those pass the package's thresholds (R-hat <= 1.01, bulk and tail ESS >= 100 per
-    # chain) and there is no divergence. mu and sigma_source (three sources: weakly identified) mix
-    # more slowly; max_rhat_all covers every parameter the data inform (not the padded slots, not a
-    # source without trials).
-    diag = diagnose(dt)
-    drop = [f"theta[slot_{i:03d}]" for i in range(k, plan.n_slots)]
-    drop += [lab for lab in diag.index for s in SOURCES if not plan.estimable[s] and lab.endswith(f"[{s}]")]
-    d = diag.drop(index=[x for x in drop if x in diag.index])
-    used = d[[lab.startswith(("source_mean[", "tau")) for lab in d.index]]
-
-    def _ext(col, fn):
-        return float(fn(col)) if col.notna().all() and len(col) else math.nan
-
-    rhat, ess_b, ess_t = _ext(used["r_hat"], np.max), _ext(used["ess_bulk"], np.min), _ext(used["ess_tail"], np.min)
-    n_div = int(diag.attrs["divergences"])
-    healthy = (n_div == 0 and rhat <= RHAT_MAX and min(ess_b, ess_t) >= ESS_PER_CHAIN_MIN * chains)
-    out.update(divergences=n_div, max_rhat=rhat, min_ess_bulk=ess_b, min_ess_tail=ess_t, healthy=float(healthy),
-               max_rhat_all=_ext(d["r_hat"], np.max), min_ess_all=_ext(d[["ess_bulk", "ess_tail"]].min(axis=1), np.min))
+    out.update(_health(dt, est, chains))
     ds = xr.Dataset({k_: (v if isinstance(v, xr.DataArray) else xr.DataArray(v)) for k_, v in out.items()})
     return ds.drop_vars([c for c in ds.coords if c not in ds.dims])
 
@@ -801,11 +873,15 @@ def design_study(design=None, scenarios=None, n_sims: int = 200, model: str = "s
     - per fit: ``top_correct`` (1 if the truly best source has the largest P(best); NaN if the truth
       has a tie), ``p_best_true``, ``p_best``, ``estimate`` (posterior mean), ``lower``/``upper``
       (95% equal-tailed interval), ``width``, ``covered`` (true effect inside it), ``tau_*``,
-      ``claim_probability`` (P of the paper's claims ``uc_first``, ``uc_ad_bm``), ``divergences``,
+      ``claim_probability`` (P of the paper's claims ``uc_first``, ``uc_ad_bm``), ``true_value`` (the
+      true source means of this data set) and ``claim_holds`` (whether each claim is true in it: they
+      vary only with ``sigma_source``), ``divergences``,
       ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail`` (over the source means and tau: what the
       metrics use), ``healthy`` (those pass R-hat <= 1.01, ESS >= 100 per chain, no divergence),
-      ``max_rhat_all``, ``min_ess_all`` (every informed parameter), plus ``done``/``failed``/``seconds``;
-    - per scenario: ``true_effect`` and ``estimable`` (by source), ``claim_true``, coordinates
+      ``max_rhat_hyper``, ``min_ess_hyper`` (mu and sigma_source; see :func:`_health`), plus
+      ``done``/``failed``/``seconds``;
+    - per scenario: ``true_effect`` and ``estimable`` (by source), ``claim_true`` (NaN where the truth
+      is drawn per data set), coordinates
       ``n_added_trials``, ``n_added_patients``, ``n_comparisons``, ``n_slots``, ``series``,
       ``true_best``;
     - ``attrs``: ``notes`` (JSON list: sources not estimable, trials left out), the basis of the
@@ -845,14 +921,16 @@ def _decorate(ds, plans, notes, design_from, spec, samp, generator) -> xr.Datase
     names = [p.name for p in plans]
     src = list(SOURCES)
     ds = ds.assign_coords(source=src) if "source" in ds.dims else ds
-    ds["true_effect"] = xr.DataArray([[p.scenario.source_means[s] for s in src] for p in plans],
+    ds["true_effect"] = xr.DataArray([[math.nan if p.scenario.drawn else p.scenario.source_means[s] for s in src]
+                                      for p in plans],
                                      dims=("scenario", "source"), coords={"scenario": names, "source": src})
     ds["estimable"] = xr.DataArray([[p.estimable[s] for s in src] for p in plans], dims=("scenario", "source"),
                                    coords={"scenario": names, "source": src})
-    ct = [_claim_truth(p.scenario.source_means, p.estimable) for p in plans]
+    ct = [{c: math.nan for c in CLAIMS} if p.scenario.drawn else _claim_truth(p.scenario.source_means, p.estimable)
+          for p in plans]
     ds["claim_true"] = xr.DataArray([[c[k] for k in CLAIMS] for c in ct], dims=("scenario", "claim"),
                                     coords={"scenario": names, "claim": list(CLAIMS)})
-    best = [_true_best(p.scenario.source_means, p.estimable) or "" for p in plans]
+    best = ["" if p.scenario.drawn else (_true_best(p.scenario.source_means, p.estimable) or "") for p in plans]
     ds = ds.assign_coords(
         n_added_trials=("scenario", [p.scenario.n_added_trials for p in plans]),
         n_added_patients=("scenario", [p.scenario.n_added_patients for p in plans]),
@@ -861,6 +939,8 @@ def _decorate(ds, plans, notes, design_from, spec, samp, generator) -> xr.Datase
         series=("scenario", np.array([p.scenario.series for p in plans], dtype=object)),
         true_best=("scenario", np.array(best, dtype=object)),
         tau_true=("scenario", [p.scenario.tau for p in plans]),
+        sigma_source_true=("scenario", [math.nan if p.scenario.sigma_source is None else p.scenario.sigma_source
+                                        for p in plans]),
     )
     ds.attrs.update(
         title="Design study: SIMULATED meta-analyses (not trial results)",
@@ -882,7 +962,7 @@ DEFAULT_SAMPLER_BASIS = (
 
 
 def _scenario_dict(sc: Scenario) -> dict:
-    return {"name": sc.name, "source_means": dict(sc.source_means), "tau": sc.tau,
+    return {"name": sc.name, "source_means": dict(sc.source_means), "tau": sc.tau, "sigma_source": sc.sigma_source,
             "comparator_effects": dict(sc.comparator_effects),
             "added": [{"source": a.source, "comparator": a.comparator, "n": a.n} for a in sc.added],
             "truth": dict(sc.truth)}
@@ -927,7 +1007,7 @@ def summary(ds: xr.Dataset, level: float = 0.95) -> pd.DataFrame:
             "n_added_patients": int(d["n_added_patients"]), "n_comparisons": int(d["n_comparisons"]),
             "fits": n_ok, "failed": int(d["failed"].sum()), "missing": int((~d["done"]).sum()),
             "healthy": float(np.nanmean(d["healthy"].values[ok])) if n_ok else math.nan,
-            "true_best": str(d["true_best"].values),
+            "true_best": str(d["true_best"].values) or ("drawn per data set" if n_ok else ""),
             "p_top_correct": float(top.mean()) if len(top) else math.nan,
             "p_top_lower": lo, "p_top_upper": hi,
             "mean_p_best_true": float(np.nanmean(d["p_best_true"].values[ok])) if n_ok else math.nan,
@@ -943,7 +1023,8 @@ def summary(ds: xr.Dataset, level: float = 0.95) -> pd.DataFrame:
         for c in CLAIMS:
             p = d["claim_probability"].sel(claim=c).values[ok]
             row[f"p_{c}"] = float(np.nanmean(p)) if n_ok and np.isfinite(p).any() else math.nan
-            row[f"{c}_true"] = float(d["claim_true"].sel(claim=c))
+            h = d["claim_holds"].sel(claim=c).values[ok]
+            row[f"{c}_true"] = float(np.nanmean(h)) if n_ok and np.isfinite(h).any() else math.nan
         row["mean_divergences"] = float(np.nanmean(d["divergences"].values[ok])) if n_ok else math.nan
         row["max_rhat"] = float(np.nanmax(d["max_rhat"].values[ok])) if n_ok else math.nan
         rows.append(row)
@@ -963,13 +1044,16 @@ def by_source(ds: xr.Dataset, level: float = 0.95) -> pd.DataFrame:
             e = bool(d["estimable"].sel(source=s))
             c = d["covered"].sel(source=s).values[ok]
             lo, hi = clopper_pearson(float(np.sum(c)), len(c), level) if e else (math.nan, math.nan)
-            t = float(d["true_effect"].sel(source=s))
+            tv = d["true_value"].sel(source=s).values[ok]
+            est_ = d["estimate"].sel(source=s).values[ok]
+            fine = e and ok.any()
             rows.append({
                 "scenario": str(name), "source": s, "estimable": e,
                 "note": "" if e else "not estimable: no trial of this source in the design",
-                "true_effect": t,
-                "mean_estimate": float(np.mean(d["estimate"].sel(source=s).values[ok])) if e and ok.any() else math.nan,
-                "bias": (float(np.mean(d["estimate"].sel(source=s).values[ok])) - t) if e and ok.any() else math.nan,
+                "true_effect": float(d["true_effect"].sel(source=s)),
+                "mean_true_value": float(np.mean(tv)) if fine else math.nan,
+                "mean_estimate": float(np.mean(est_)) if fine else math.nan,
+                "bias": float(np.mean(est_ - tv)) if fine else math.nan,
                 "coverage": float(np.mean(c)) if e and len(c) else math.nan, "coverage_lower": lo, "coverage_upper": hi,
                 "mean_width": float(np.mean(d["width"].sel(source=s).values[ok])) if e and ok.any() else math.nan,
                 "mean_p_best": float(np.mean(d["p_best"].sel(source=s).values[ok])) if e and ok.any() else math.nan,

@@ -231,6 +231,25 @@ def test_fast_data_sets_equal_simulate_plus_effect_sizes(base):
                                   kd._reference_effects(plan0, 7)["yi"].to_numpy())
 
 
+def test_truth_drawn_per_data_set(base):
+    sc = kd.Scenario(sigma_source=0.2)
+    a, b = sc.draw_means(1), sc.draw_means(2)
+    assert a == sc.draw_means(1) and a != b
+    # mu is the mean of the stated means, -0.66; over 4000 data sets each source's mean is within
+    # 4 SE (0.2 / sqrt(4000) = 0.0032) of it, and the sd within 4 SE (0.2 / sqrt(8000)) of 0.2
+    draws = np.array([list(sc.draw_means(k).values()) for k in range(4000)])
+    assert np.all(np.abs(draws.mean(0) + 0.66) < 4 * 0.2 / math.sqrt(4000))
+    assert np.all(np.abs(draws.std(0, ddof=1) - 0.2) < 4 * 0.2 / math.sqrt(8000))
+    # the data of a drawn truth are simulate()'s on that truth
+    plan = kd._make_plan(sc, base, "fast")
+    for seed in (5, 6):
+        fast = kd._simulate_one(plan, seed)
+        ref = kd._reference_effects(plan, seed, {**plan.truth, "source_means": fast.means})
+        np.testing.assert_array_equal(fast.effects["yi"].to_numpy(), ref["yi"].to_numpy())
+    with pytest.raises(ValueError, match="sigma_source must be > 0"):
+        kd.Scenario(sigma_source=0)
+
+
 def test_comparator_effect_shifts_the_contrast_by_its_value(base):
     # one huge added UC-vs-PRP trial, no heterogeneity: its Hedges' g estimates the source mean plus
     # the PRP effect with SE sqrt(2 / 5000 + g^2 / 20000) = 0.020; 4 SE = 0.08 (a false alarm once in
@@ -296,7 +315,9 @@ def _fake_study(tops, patients, best_width):
          "failed": (("scenario", "sim"), np.zeros((len(names), n), bool)),
          "estimable": (("scenario", "source"), np.ones((len(names), 3), bool)),
          "true_effect": (("scenario", "source"), np.tile([-0.45, -0.85, -0.68], (len(names), 1))),
-         "claim_true": (("scenario", "claim"), np.ones((len(names), 2)))},
+         "claim_true": (("scenario", "claim"), np.ones((len(names), 2))),
+         "true_value": (("scenario", "sim", "source"), np.tile([-0.45, -0.85, -0.68], (len(names), n, 1))),
+         "claim_holds": (("scenario", "sim", "claim"), np.ones((len(names), n, 2)))},
         coords={"scenario": names, "sim": np.arange(n), "source": src, "claim": list(kd.CLAIMS),
                 "n_added_trials": ("scenario", [0 if k == "base" else 1 for k in names]),
                 "n_added_patients": ("scenario", [patients[k] for k in names]),
