@@ -32,8 +32,8 @@ Truth (SMD, MSC - control, negative = benefit), defaults and their basis:
   README); ``source_hierarchical`` ignores comparators, so non-zero values show what that costs.
   The true source effect (for coverage) stays ``source_means``: the effect against an inert control.
 
-* ``sigma_source`` (default None: the source means are fixed): when given, every simulated data set
-  draws its own source means, independently Normal(mu, sigma_source) with mu the mean of
+* ``between_source_sd`` (default None: the source means are fixed): when given, every simulated data
+  set draws its own source means, independently Normal(mu, between_source_sd) with mu the mean of
   ``source_means``: the truth then comes from the model's own hierarchy (with fixed
   hyperparameters, no prior draws), and coverage, P(correct top rank) and the claims are averaged
   over those truths. The truth of each fit is kept (``true_value``, ``claim_holds``).
@@ -76,11 +76,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .. import conversions as cv
-from ..build import ORIGIN_ORDER
 from ..data import DataValidationWarning, TrialData, read_trials
 from ..data.schema import CONTROL_TYPES, SCHEMA
-from ..simulation import (
+from ..effects import conversions as cv
+from ..kinds.common import ORIGIN_ORDER
+from ..workflows.design import run_study
+from .simulation import (
     DEFAULT_TRUTH,
     REF_CELLS,
     SIM_SOURCES,
@@ -93,7 +94,6 @@ from ..simulation import (
     select_design,
     simulate,
 )
-from ..workflows.design import run_study
 
 __all__ = [
     "AddedTrial",
@@ -191,7 +191,7 @@ class Scenario:
     comparator_effects: Mapping[str, float] = field(default_factory=dict)
     added: tuple[AddedTrial, ...] = ()
     truth: Mapping[str, Any] = field(default_factory=dict)
-    sigma_source: float | None = None
+    between_source_sd: float | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "added", tuple(_added(a) for a in self.added))
@@ -210,11 +210,11 @@ class Scenario:
             raise ValueError(f"{where}: source_means must be finite")
         if not (math.isfinite(self.tau) and self.tau >= 0):
             raise ValueError(f"{where}: tau must be >= 0, got {self.tau}")
-        if self.sigma_source is not None:
-            object.__setattr__(self, "sigma_source", float(self.sigma_source))
-            if not (math.isfinite(self.sigma_source) and self.sigma_source > 0):
-                raise ValueError(f"{where}: sigma_source must be > 0 (or absent: fixed source means), "
-                                 f"got {self.sigma_source}")
+        if self.between_source_sd is not None:
+            object.__setattr__(self, "between_source_sd", float(self.between_source_sd))
+            if not (math.isfinite(self.between_source_sd) and self.between_source_sd > 0):
+                raise ValueError(f"{where}: between_source_sd must be > 0 (or absent: fixed source means), "
+                                 f"got {self.between_source_sd}")
         bad = [k for k in self.comparator_effects if k not in CONTROL_TYPES]
         if bad:
             raise ValueError(f"{where}: comparator_effects has unknown control type(s) {bad} "
@@ -232,18 +232,18 @@ class Scenario:
 
     @property
     def drawn(self) -> bool:
-        """The source means are drawn per simulated data set (``sigma_source`` given)."""
-        return self.sigma_source is not None
+        """The source means are drawn per simulated data set (``between_source_sd`` given)."""
+        return self.between_source_sd is not None
 
     def draw_means(self, sim_seed: int) -> dict:
-        """This data set's source means: the fixed ones, or Normal(mu, sigma_source) draws from a
+        """This data set's source means: the fixed ones, or Normal(mu, between_source_sd) draws from a
         stream of their own (``SeedSequence(sim_seed, spawn_key=(2**31,))``; ``simulate``'s trial
         streams are its children 0, 1, ...)."""
         if not self.drawn:
             return dict(self.source_means)
         mu = float(np.mean([self.source_means[s] for s in SOURCES]))
         z = np.random.default_rng(np.random.SeedSequence(int(sim_seed), spawn_key=(2**31,))).standard_normal(len(SOURCES))
-        return {s: mu + self.sigma_source * float(v) for s, v in zip(SOURCES, z)}
+        return {s: mu + self.between_source_sd * float(v) for s, v in zip(SOURCES, z)}
 
     @property
     def n_added_trials(self) -> int:
@@ -285,7 +285,7 @@ def _added_name(base: str, added) -> str:
 
 def scenario(name: str = "published", **kwargs) -> Scenario:
     """A :class:`Scenario`; unknown keys are refused with their name."""
-    known = {"source_means", "tau", "comparator_effects", "added", "truth", "sigma_source"}
+    known = {"source_means", "tau", "comparator_effects", "added", "truth", "between_source_sd"}
     unknown = set(kwargs) - known
     if unknown:
         raise ValueError(f"scenario {name!r}: unknown key(s) {sorted(unknown)} (known: name, "
@@ -343,7 +343,7 @@ def read_scenarios(path) -> tuple[list[Scenario], dict]:
     ``[[scenario]]`` has ``name`` and any of ``source_means`` (table BM/UC/AD), ``tau``,
     ``comparator_effects`` (table control type -> SMD), ``added`` (array of tables with ``source``,
     ``comparator``, ``n`` per arm, and optionally ``count`` = that many such trials), ``truth``,
-    ``sigma_source`` (draw the source means per data set).
+    ``between_source_sd`` (draw the source means per data set).
     Returns ``(scenarios, study settings)``.
     """
     path = Path(path)
@@ -665,16 +665,18 @@ def _pad(design, n_slots: int, sources: Sequence[str] = SOURCES):
     the posterior of every other parameter is unchanged to that precision, while the model keeps
     one shape for every data set (one compiled model per worker).
     """
-    from ..build_univariate import Design
+    from ..kinds.univariate import Design
 
+    if not isinstance(design, Design):
+        raise TypeError(f"a design study pads univariate designs, got {type(design).__name__}")
     k = len(design.y)
     if k > n_slots:
         raise ValueError(f"{k} comparisons do not fit in {n_slots} slots")
     pad = n_slots - k
     src = list(sources)
-    out = Design(trial=[f"slot_{i:03d}" for i in range(n_slots)],
-                 y=np.concatenate([design.y, np.zeros(pad)]),
-                 se=np.concatenate([design.se, np.full(pad, PAD_SE)]), rows=design.rows)
+    out = replace(design, trial=[f"slot_{i:03d}" for i in range(n_slots)],
+                  y=np.concatenate([design.y, np.zeros(pad)]), se=np.concatenate([design.se, np.full(pad, PAD_SE)]),
+                  X=dict(design.X))
     if design.source_idx is not None:
         labels = [design.source[i] for i in design.source_idx]
         out.source = src
@@ -684,7 +686,7 @@ def _pad(design, n_slots: int, sources: Sequence[str] = SOURCES):
         labels = [design.origin[i] for i in design.origin_idx]
         out.origin = origins
         out.origin_idx = np.array([origins.index(o) for o in labels] + [0] * pad, dtype=int)
-    out.X = {m: np.concatenate([x, np.zeros(pad)]) for m, x in design.X.items()}
+    out.X = {m: np.concatenate([x, np.zeros((pad,) + x.shape[1:])]) for m, x in design.X.items()}
     return out
 
 
@@ -708,8 +710,8 @@ class _Fitter:
         return self._spec
 
     def __call__(self, data: _SimData, seed: int) -> xr.Dataset:
-        from ..build import prepare
-        from ..fitting import sample_spec
+        from ..inference.sampling import sample_spec
+        from ..kinds import kind_of, prepare
 
         plan = data.plan
         design, _ = prepare(self.spec, data.effects, outcome=OUTCOME, time=TIME)
@@ -718,17 +720,18 @@ class _Fitter:
         s = self.sampler
         dt = sample_spec(self.spec, design, seed=int(seed), draws=s["draws"], tune=s["tune"], chains=s["chains"],
                          target_accept=s["target_accept"], extra_groups=False, cores=1)
-        return _metrics(dt, plan, data.means, s["chains"])
+        return _metrics(dt, plan, data.means, s["chains"], kind_of(self.spec).roles(self.spec))
 
 
 def _load_study_spec(model, priors):
-    from ..spec import load_spec
+    from ..kinds import kind_of, load_spec
 
     spec = load_spec(model, priors=priors or None, measure=MEASURE)
-    if spec.kind not in ("hierarchical",) or "source" not in spec.levels:
-        raise ValueError(f"model {spec.name}: a design study ranks cell sources, so it needs a "
-                         f"hierarchical model with the source level (got kind {spec.kind!r}, levels "
-                         f"{list(spec.levels)})")
+    kind, roles = kind_of(spec), kind_of(spec).roles(spec)
+    if not (kind.normal_likelihood(spec) and roles.group and roles.group_dim == "source" and roles.heterogeneity):
+        raise ValueError(f"model {spec.name}: a design study ranks cell sources, so it needs a model with "
+                         "one normal likelihood per comparison, a mean per cell source and a between-trial "
+                         f"SD (e.g. source_hierarchical); got kind {spec.kind!r}")
     return spec
 
 
@@ -749,17 +752,17 @@ def _claim_truth(means: Mapping[str, float], estimable: Mapping[str, bool]) -> d
     return out
 
 
-def _health(dt: xr.DataTree, est: Sequence[str], chains: int) -> dict:
+def _health(dt: xr.DataTree, est: Sequence[str], chains: int, roles) -> dict:
     """Sampler health of one fit.
 
     The metrics are functions of the draws of the estimable source means and tau only, so a fit is
     ``healthy`` when those pass the package's thresholds (R-hat <= 1.01, bulk and tail ESS >= 100
-    per chain; :func:`bayes_koa.fitting.diagnose`) and no transition diverged. ``max_rhat_hyper``
+    per chain; :func:`bayes_koa.inference.diagnostics.diagnose`) and no transition diverged. ``max_rhat_hyper``
     and ``min_ess_hyper`` cover mu and sigma_source, which mix more slowly (three sources identify
     them weakly). The trial effects are not checked per fit: R-hat and ESS cost about 15 ms per
     parameter here, and there are 40 of them.
     """
-    from ..fitting import ESS_PER_CHAIN_MIN, RHAT_MAX
+    from ..inference.diagnostics import ESS_PER_CHAIN_MIN, RHAT_MAX
 
     post = dt["posterior"]
     sd = ["chain", "draw"]
@@ -775,11 +778,12 @@ def _health(dt: xr.DataTree, est: Sequence[str], chains: int) -> dict:
             return math.nan, math.nan, math.nan
         return float(r.max()), float(eb.min()), float(et.min())
 
-    tau = post["tau"]
-    used = [post["source_mean"].sel(source=list(est)).rename(source="p"),
+    tau = post[roles.heterogeneity[0]]
+    used = [post[roles.group].sel(source=list(est)).rename(source="p"),
             tau.sel(source=list(est)).rename(source="p") if "source" in tau.dims else tau.expand_dims(p=1)]
     rhat, ess_b, ess_t = stats(used)
-    hyper = [post[v].expand_dims(p=1) for v in ("mu", "sigma_source") if v in post.data_vars]
+    hyper = [post[v].expand_dims(p=1) for v in (roles.overall, *roles.between_group)
+             if v and v in post.data_vars and post[v].dims == ("chain", "draw")]
     rh, eb_h, et_h = stats(hyper) if hyper else (math.nan, math.nan, math.nan)
     st = dt["sample_stats"]
     n_div = int(st["diverging"].sum()) if "diverging" in st.data_vars else 0
@@ -790,12 +794,13 @@ def _health(dt: xr.DataTree, est: Sequence[str], chains: int) -> dict:
             "healthy": float(healthy), "max_rhat_hyper": rh, "min_ess_hyper": min(eb_h, et_h)}
 
 
-def _metrics(dt: xr.DataTree, plan: _Plan, means: Mapping[str, float], chains: int) -> xr.Dataset:
-    from ..claims import claims as claim_table
-    from ..ranking import p_best
+def _metrics(dt: xr.DataTree, plan: _Plan, means: Mapping[str, float], chains: int, roles) -> xr.Dataset:
+    from ..analysis.ranking import p_best
+    from .claims import CLAIM_IDS, ClaimSpec
+    from .claims import claims as claim_table
 
     post = dt["posterior"]
-    sm = post["source_mean"]
+    sm = post[roles.group]
     est = [s for s in SOURCES if plan.estimable[s]]
     mask = xr.DataArray([plan.estimable[s] for s in SOURCES], dims="source", coords={"source": list(SOURCES)})
     truth = xr.DataArray([means[s] for s in SOURCES], dims="source", coords={"source": list(SOURCES)})
@@ -814,22 +819,20 @@ def _metrics(dt: xr.DataTree, plan: _Plan, means: Mapping[str, float], chains: i
         winners = [s for s, x in zip(est, v) if x == v.max()]
         top = (1.0 / len(winners)) if best in winners else 0.0
         pbt = float(pb.sel(source=best))
-    ct = claim_table({"source_mean": sm.sel(source=est)})
-    ids = ["uc_first", "uc_ad_bm", "ad_autologous_better", "bm_origins_similar", "four_vs_two_injections",
-           "better_at_month_3"]
-    probs = dict(zip(ids, ct["probability"].to_numpy(float)))
+    ct = claim_table({ClaimSpec().source_mean: sm.sel(source=est)})
+    probs = dict(zip(CLAIM_IDS, ct["probability"].to_numpy(float)))
     claim_p = xr.DataArray([probs[c] for c in CLAIMS], dims="claim", coords={"claim": list(CLAIMS)})
     holds = _claim_truth(means, plan.estimable)
     out = {"p_best": pb, "estimate": estimate, "lower": lower, "upper": upper, "width": upper - lower,
            "covered": covered, "top_correct": top, "p_best_true": pbt, "claim_probability": claim_p,
            "true_value": truth.where(mask),
            "claim_holds": xr.DataArray([holds[c] for c in CLAIMS], dims="claim", coords={"claim": list(CLAIMS)})}
-    tau = post["tau"]
+    tau = post[roles.heterogeneity[0]]
     if tau.dims == ("chain", "draw"):
         tq = tau.quantile([0.025, 0.975], dim=("chain", "draw")).values
         out.update(tau_estimate=float(tau.mean()), tau_lower=float(tq[0]), tau_upper=float(tq[1]),
                    tau_covered=float(tq[0] <= plan.scenario.tau <= tq[1]))
-    out.update(_health(dt, est, chains))
+    out.update(_health(dt, est, chains, roles))
     ds = xr.Dataset({k_: (v if isinstance(v, xr.DataArray) else xr.DataArray(v)) for k_, v in out.items()})
     return ds.drop_vars([c for c in ds.coords if c not in ds.dims])
 
@@ -875,7 +878,7 @@ def design_study(design=None, scenarios=None, n_sims: int = 200, model: str = "s
       (95% equal-tailed interval), ``width``, ``covered`` (true effect inside it), ``tau_*``,
       ``claim_probability`` (P of the paper's claims ``uc_first``, ``uc_ad_bm``), ``true_value`` (the
       true source means of this data set) and ``claim_holds`` (whether each claim is true in it: they
-      vary only with ``sigma_source``), ``divergences``,
+      vary only with ``between_source_sd``), ``divergences``,
       ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail`` (over the source means and tau: what the
       metrics use), ``healthy`` (those pass R-hat <= 1.01, ESS >= 100 per chain, no divergence),
       ``max_rhat_hyper``, ``min_ess_hyper`` (mu and sigma_source; see :func:`_health`), plus
@@ -939,7 +942,7 @@ def _decorate(ds, plans, notes, design_from, spec, samp, generator) -> xr.Datase
         series=("scenario", np.array([p.scenario.series for p in plans], dtype=object)),
         true_best=("scenario", np.array(best, dtype=object)),
         tau_true=("scenario", [p.scenario.tau for p in plans]),
-        sigma_source_true=("scenario", [math.nan if p.scenario.sigma_source is None else p.scenario.sigma_source
+        between_source_sd_true=("scenario", [math.nan if p.scenario.between_source_sd is None else p.scenario.between_source_sd
                                         for p in plans]),
     )
     ds.attrs.update(
@@ -962,7 +965,7 @@ DEFAULT_SAMPLER_BASIS = (
 
 
 def _scenario_dict(sc: Scenario) -> dict:
-    return {"name": sc.name, "source_means": dict(sc.source_means), "tau": sc.tau, "sigma_source": sc.sigma_source,
+    return {"name": sc.name, "source_means": dict(sc.source_means), "tau": sc.tau, "between_source_sd": sc.between_source_sd,
             "comparator_effects": dict(sc.comparator_effects),
             "added": [{"source": a.source, "comparator": a.comparator, "n": a.n} for a in sc.added],
             "truth": dict(sc.truth)}

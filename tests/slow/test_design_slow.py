@@ -48,7 +48,7 @@ def test_intervals_are_calibrated_on_the_models_own_truth():
     # mean, tau), and source means drawn per data set from Normal(mu, sigma_source), with the stated
     # mu = -0.66 (mean of truth.json's source means), tau = 0.25 and sigma_source = 0.20 (truth.json's
     # sigma_source_implied, the SD of its three source means); hyperparameters fixed, not drawn
-    sc = kd.Scenario(name="model's own truth", sigma_source=0.2)
+    sc = kd.Scenario(name="model's own truth", between_source_sd=0.2)
     ds = kd.design_study(design=_two_arm(base), scenarios=[sc], n_sims=150, seed=2026, workers=2, progress=False)
     assert int(ds["done"].sum()) == 150 and not bool(ds["failed"].any())
     assert float(ds["healthy"].mean()) >= 0.75, float(ds["healthy"].mean())
@@ -143,9 +143,9 @@ def test_added_uc_trials_narrow_the_uc_interval_and_help_the_ranking():
 
 
 def test_padding_leaves_the_posterior_unchanged():
-    from bayes_koa.build import prepare
-    from bayes_koa.fitting import sample_spec
-    from bayes_koa.ranking import mcse_mean
+    from bayes_koa.inference.sampling import sample_spec
+    from bayes_koa.kinds import kind_of, prepare
+    from bayes_koa.util.draws import mcse_mean
 
     base = kd._design_frame(None)[0]
     plan = kd._make_plan(kd.Scenario(), base, "fast")
@@ -154,8 +154,9 @@ def test_padding_leaves_the_posterior_unchanged():
     padded = kd._pad(design, 40)
     assert len(design.y) == 38 and padded.trial[-1] == "slot_039" and padded.se[-1] == kd.PAD_SE
     kw = dict(draws=1000, tune=1000, chains=2, extra_groups=False, cores=1)
-    a = sample_spec(spec, design, seed=1, **kw)["posterior"]["source_mean"]
-    b = sample_spec(spec, padded, seed=2, **kw)["posterior"]["source_mean"].assign_coords(source=a["source"].values)
+    group = kind_of(spec).roles(spec).group  # the source means
+    a = sample_spec(spec, design, seed=1, **kw)["posterior"][group]
+    b = sample_spec(spec, padded, seed=2, **kw)["posterior"][group].assign_coords(source=a["source"].values)
     # the padded rows change the log posterior by < 1e-5 (kd._pad), so the two posterior means differ
     # only by Monte Carlo error: within 4 combined MC SEs
     diff = abs(a.mean(("chain", "draw")) - b.mean(("chain", "draw")))

@@ -232,7 +232,7 @@ def test_fast_data_sets_equal_simulate_plus_effect_sizes(base):
 
 
 def test_truth_drawn_per_data_set(base):
-    sc = kd.Scenario(sigma_source=0.2)
+    sc = kd.Scenario(between_source_sd=0.2)
     a, b = sc.draw_means(1), sc.draw_means(2)
     assert a == sc.draw_means(1) and a != b
     # mu is the mean of the stated means, -0.66; over 4000 data sets each source's mean is within
@@ -246,8 +246,8 @@ def test_truth_drawn_per_data_set(base):
         fast = kd._simulate_one(plan, seed)
         ref = kd._reference_effects(plan, seed, {**plan.truth, "source_means": fast.means})
         np.testing.assert_array_equal(fast.effects["yi"].to_numpy(), ref["yi"].to_numpy())
-    with pytest.raises(ValueError, match="sigma_source must be > 0"):
-        kd.Scenario(sigma_source=0)
+    with pytest.raises(ValueError, match="between_source_sd must be > 0"):
+        kd.Scenario(between_source_sd=0)
 
 
 def test_comparator_effect_shifts_the_contrast_by_its_value(base):
