@@ -338,7 +338,7 @@ workers.
     code("""
 import os
 FAST = os.environ.get("BAYES_KOA_FAST") == "1"      # CI runs this notebook with a small study
-N_SIMS = 8 if FAST else 200
+N_SIMS = 6 if FAST else 200
 SAMPLER = {"draws": 300, "tune": 300} if FAST else None   # None: 2 chains x 1000 draws per fit
 """),
     code("""
@@ -388,6 +388,9 @@ for r in table.itertuples():
 """, tag="p-top"),
     code("""
 fig = kd.plot_power(study, x="n_added_patients", target=0.9)
+line = fig.axes[0].lines[0]
+print("plotted (added patients, P(correct top rank)):",
+      ", ".join(f"({x:g}, {y:.3f})" for x, y in zip(line.get_xdata(), line.get_ydata())))
 """, tag="power-plot"),
     md("""
 `kd.by_source(study)` gives each source's coverage (with its interval), bias and mean width: with two
@@ -418,7 +421,7 @@ over the other sources), and the study says so.
 """),
     code("""
 base = kd.bundled_design()   # the real designs, one row per trial x arm
-no_uc = kd.design_study(design=base[base["cell_source"] != "UC"], n_sims=4 if FAST else 50, seed=3,
+no_uc = kd.design_study(design=base[base["cell_source"] != "UC"], n_sims=3 if FAST else 50, seed=3,
                         client=client, sampler=SAMPLER)
 for note in json.loads(no_uc.attrs["notes"]):
     if "not estimable" in note:
