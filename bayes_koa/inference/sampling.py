@@ -79,10 +79,13 @@ def _compiled(spec: ModelSpec, design, sampler: str) -> _Compiled:
 
 def sample_spec(spec: ModelSpec, design, *, seed: int, draws: int = 2000, tune: int = 2000,
                 chains: int = 4, sampler: str = "nutpie", target_accept: float = 0.99,
-                progress: bool = False, extra_groups: bool = True, prior_draws: int = 1000) -> xr.DataTree:
+                progress: bool = False, extra_groups: bool = True, prior_draws: int = 1000,
+                cores: int | None = None) -> xr.DataTree:
     """Sample ``spec`` on ``design`` (compiled once, cached) and return the DataTree.
 
     ``extra_groups`` adds prior, log_likelihood and log_prior groups (a few seconds; sweeps skip them).
+    ``cores``: threads for the chains (default: nutpie uses every core, PyMC's NUTS up to 2); a
+    single-threaded worker of a parallel study passes 1. The draws do not depend on it.
     """
     import pymc as pm
 
@@ -95,12 +98,12 @@ def sample_spec(spec: ModelSpec, design, *, seed: int, draws: int = 2000, tune: 
 
         compiled = comp.nutpie.with_data(**values)
         try:
-            dt = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed,
+            dt = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed, cores=cores,
                                save_warmup=False, progress_bar=progress, target_accept=target_accept)
         except KeyboardInterrupt:
             raise SamplingInterrupted("sampling interrupted (Ctrl-C); nothing was saved") from None
     elif sampler == "pymc":
-        dt = pm.sample(draws=draws, tune=tune, chains=chains, cores=min(chains, 2), random_seed=seed,
+        dt = pm.sample(draws=draws, tune=tune, chains=chains, cores=cores or min(chains, 2), random_seed=seed,
                        nuts_sampler="pymc", target_accept=target_accept, progressbar=progress,
                        model=comp.model)
     else:
