@@ -19,6 +19,7 @@ import pandas as pd
 
 from .api.fitting import fit
 from .api.result import MetaAnalysis
+from .cli_design import add_design_parser
 from .data import read_trials
 from .effects import effect_sizes
 from .inference.diagnostics import SamplingWarning
@@ -461,6 +462,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=20261126)
     c.add_argument("--draws", type=_count(1), default=2000)
     c.set_defaults(func=cmd_claims)
+
+    add_design_parser(sub)  # bayes-koa design: simulation-based design and power studies (Dask)
 
     m = sub.add_parser("models", help="list model files, their resolved priors, and the prior sets")
     m.add_argument("--measure", default="SMD")
