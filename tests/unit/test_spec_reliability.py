@@ -51,3 +51,18 @@ def test_a_partial_trace_never_passes_for_a_result():
         check_complete(_trace(2, 50, nan_from=30), 2, 50)
     with pytest.raises(SamplingInterrupted, match="1 chains x 50 draws"):
         check_complete(_trace(1, 50), 2, 50)
+
+
+def test_tree_depth_hits_are_reported():
+    """Draws at nutpie's maximum tree depth (sample_stats/maxdepth_reached) become a stated problem."""
+    from bayes_koa.inference.diagnostics import diagnose, diagnostics_flag
+
+    dt = _trace(4, 500)
+    hits = np.zeros((4, 500), dtype=bool)
+    hits[:, :415] = True  # 1,660 of 2,000 draws, as in the adversarial report
+    dt["sample_stats"] = xr.DataTree(xr.Dataset({"diverging": (("chain", "draw"), np.zeros((4, 500), bool)),
+                                                 "maxdepth_reached": (("chain", "draw"), hits)}))
+    d = diagnose(dt)
+    assert d.attrs["max_treedepth_hits"] == 1660
+    assert any("1660 of 2000 draws hit the maximum tree depth" in p for p in d.attrs["problems"])
+    assert diagnostics_flag(d)["ok"] is False
