@@ -22,6 +22,7 @@ from .api.result import MetaAnalysis
 from .cli_design import add_design_parser
 from .data import read_trials
 from .effects import effect_sizes
+from .analysis.checks import ParetoKWarning
 from .inference.diagnostics import SamplingWarning
 from .inference.sampling import SamplingInterrupted
 from .kinds import load_spec
@@ -301,7 +302,7 @@ def cmd_claims(args) -> int:
     if simulated:
         out(SIM_LINE)
     out(f"bayes-koa claims: data {getattr(data, 'source', args.data)}")
-    results, checks = [], []
+    results, checks, failed = [], [], []
     for model, measure, outcome, when in CLAIM_MODELS:
         eff = _effects_for(data, measure, outcome)
         with warnings.catch_warnings():
@@ -314,10 +315,12 @@ def cmd_claims(args) -> int:
                 continue
         results.append(res)
         diag = res.diagnostics()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings():  # high Pareto k is reported in the table, not as a warning
+            warnings.simplefilter("ignore", ParetoKWarning)
             loo = res.loo()
             ppc = res.ppc()
+        if diag.attrs["problems"]:
+            failed.append(model)
         checks.append({"model": model, "measure": measure, "outcome": outcome,
                        "time": "all" if when is None else f"{when:g}", "rows used": len(res.effects),
                        "divergences": diag.attrs["divergences"], "max R-hat": round(float(diag["r_hat"].max()), 3),
@@ -342,6 +345,9 @@ def cmd_claims(args) -> int:
             _write_csv(pd.DataFrame(checks), folder / "model_checks.csv", simulated, index=False)
             (folder / "claims_report.txt").write_text("\n".join(out.lines) + "\n")
             print(f"Wrote claims_all_models.csv, model_checks.csv, claims_report.txt to {folder}/")
+    if failed:
+        print(f"{PROBLEM_BANNER} (models: {', '.join(failed)})", file=sys.stderr)
+        return EXIT_DIAGNOSTICS
     return 0
 
 
@@ -403,6 +409,11 @@ def cmd_sensitivity(args) -> int:
             matplotlib.use("Agg")
             sweep.plot(save=folder / "sensitivity.png")
             print(f"Wrote sensitivity.csv, flips.csv, sensitivity_priors.csv, sensitivity.png to {folder}/")
+    bad = [r for r in sweep.runs.itertuples() if str(r.problems or "")] if hasattr(sweep, "runs") else []
+    names = (["reference"] if res.diagnostics().attrs["problems"] else []) + [r.prior_set for r in bad]
+    if names:
+        print(f"{PROBLEM_BANNER} (prior sets: {', '.join(dict.fromkeys(names))})", file=sys.stderr)
+        return EXIT_DIAGNOSTICS
     return 0
 
 

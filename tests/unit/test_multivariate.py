@@ -12,6 +12,7 @@ import pytest
 from scipy import stats
 
 import bayes_koa as bk
+from bayes_koa.inference.diagnostics import SamplingWarning
 from bayes_koa.kinds import build_model, prepare
 from bayes_koa.kinds.multivariate import _walk_matrix, p_better_by_time, whiten, within_correlation
 from bayes_koa.spec.priors import PriorError
@@ -229,7 +230,7 @@ def effects():
 @pytest.fixture(scope="module")
 def result(effects):
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # 4 x 300 draws are too few for the ESS rule; not checked here
+        warnings.simplefilter("ignore", SamplingWarning)  # 4 x 300 draws are too few for the ESS rule; not checked here
         return bk.fit(effects, "multi_outcome", seed=5, draws=300, tune=300)
 
 
