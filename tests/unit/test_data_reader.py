@@ -57,12 +57,12 @@ def test_public_names_resolve_from_the_package():
 
 
 def test_bundled_counts(bundled):
-    # README "Files" table: 78 rows (33 trials), 112 outcome rows (4 trials), 5 contrasts, 11 targets
+    # README "Files" table: 78 rows (33 trials), 115 outcome rows (4 trials), 5 contrasts, 11 targets
     _, trials = _csv_rows("trials.csv")
     _, outcomes = _csv_rows("outcomes.csv")
     assert bundled.n_arms == len(trials) == 78
     assert bundled.n_trials == len({r["trial_id"] for r in trials}) == 33
-    assert len(bundled.outcomes) == len(outcomes) == 112
+    assert len(bundled.outcomes) == len(outcomes) == 115
     assert len(bundled.contrasts) == len(_csv_rows("contrasts.csv")[1]) == 5
     assert len(bundled.pooled_targets) == len(_csv_rows("pooled_targets.csv")[1]) == 11
 
@@ -140,7 +140,7 @@ def test_registry_covers_the_bundled_outcomes(bundled):
 def test_repr_tells_counts_and_trials_with_numbers(bundled):
     text = repr(bundled)
     assert "bundled koa_msc" in text
-    assert "33 trials, 78 arms; 112 outcome rows" in text
+    assert "33 trials, 78 arms; 115 outcome rows" in text
     assert "LamoEspinosa_2020" in text and "Wong_2013" in text
     assert len(text.splitlines()) <= 5
     assert "33 trials, 78 arms" in bundled._repr_html_()
