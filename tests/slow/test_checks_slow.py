@@ -14,6 +14,7 @@ import pytest
 
 import bayes_koa as bk
 from bayes_koa.analysis import checks
+from bayes_koa.workflows import influence
 from bayes_koa.inference.exact import exact_normal_normal
 
 pytestmark = pytest.mark.slow
@@ -32,7 +33,7 @@ def exact_mu_without(y, se, i) -> float:
 def test_refits_match_exact_and_psis(eight_schools):
     """Every school refitted (one compile for all eight: same size, neutral labels)."""
     r = bk.fit(eight_schools, "random_effects", priors=PRIORS, seed=21, draws=1000, tune=1000)
-    table = checks.influence(r, refit_threshold_k=None, refit_trials=list(ES["school"]))
+    table = influence.influence(r, refit_threshold_k=None, refit_trials=list(ES["school"]))
     y, se = ES["y"].to_numpy(float), ES["sigma"].to_numpy(float)
     psis = table[table["method"] == "psis"].set_index("trial")
     refit = table[table["method"] == "refit"].set_index("trial")
@@ -53,7 +54,7 @@ def test_outlier_with_high_k_is_refitted():
     se = np.r_[ES["sigma"].to_numpy(float), 10.0]
     table_in = pd.DataFrame({"trial_id": [*ES["school"], "Z"], "yi": y, "sei": se})
     r = bk.fit(table_in, "random_effects", priors=PRIORS, seed=5, draws=1000, tune=1000)
-    table = checks.influence(r)
+    table = influence.influence(r)
     z = table[table["trial"] == "Z"].set_index("method")
     assert z.loc["psis", "pareto_k"] > 0.7 and "refit" in z.index
     assert list(table.loc[table["method"] == "refit", "trial"]) == ["Z"]
@@ -86,12 +87,12 @@ def test_compare_prefers_the_model_with_sources(separated):
 
 def test_ranking_influence_psis_agrees_with_refits(separated):
     r = bk.fit(separated, "source_hierarchical", seed=6, draws=1000, tune=1000, warn=False)
-    psis = checks.influence(r, refit_threshold_k=None)
+    psis = influence.influence(r, refit_threshold_k=None)
     # refit the three trials whose removal moves P(best) of the full-data leader most
     leader = psis.attrs["first_ranked_full"]
     col = f"P(best) {leader}"
     picks = psis.assign(shift=(psis[col] - psis.attrs["p_best_full"][leader]).abs()).nlargest(3, "shift")
-    table = checks.influence(r, refit_threshold_k=None, refit_trials=list(picks["trial"]))
+    table = influence.influence(r, refit_threshold_k=None, refit_trials=list(picks["trial"]))
     refit = table[table["method"] == "refit"].set_index("trial")
     by_psis = table[table["method"] == "psis"].set_index("trial")
     sources = [c for c in table.columns if c.startswith("P(best) ")]
