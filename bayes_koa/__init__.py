@@ -51,6 +51,8 @@ _EXPORTS = {
     "simulate": "bayes_koa.koa.simulation",
     "load_simulated": "bayes_koa.koa.simulation",
     "sensitivity": "bayes_koa.workflows.sensitivity",
+    "design_study": "bayes_koa.koa.design",
+    "compare_additions": "bayes_koa.koa.design",
     "sensitivity_grid": "bayes_koa.workflows.sensitivity",
     "power_scaling": "bayes_koa.workflows.sensitivity",
 }
