@@ -54,7 +54,11 @@ _CACHE: dict[tuple, _Compiled] = {}
 
 
 def clear_cache() -> None:
+    """Forget this process's compiled models (the disk cache stays: compile_cache.clear(disk=True))."""
+    from . import compile_cache
+
     _CACHE.clear()
+    compile_cache.clear(memory=True)
 
 
 def cache_size() -> int:
@@ -67,12 +71,13 @@ def _compiled(spec: ModelSpec, design, sampler: str) -> _Compiled:
            sampler)
     hit = _CACHE.get(key)
     if hit is None:
-        model = build_model(spec, design)
-        compiled = None
         if sampler == "nutpie":
-            import nutpie
+            # compiled once per machine: in memory, then on disk (compile_cache.py)
+            from .compile_cache import compiled_model
 
-            compiled = nutpie.compile_pymc_model(model)
+            model, compiled = compiled_model(key[:2], lambda: build_model(spec, design), labels=key[2:])
+        else:
+            model, compiled = build_model(spec, design), None
         hit = _CACHE[key] = _Compiled(model, compiled)
     return hit
 
