@@ -45,9 +45,9 @@ def main() -> None:
     args = ap.parse_args()
 
     import bayes_koa as bk
-    from bayes_koa import fitting
-    from bayes_koa.build import prepare
-    from bayes_koa.spec import load_spec
+    from bayes_koa.inference.diagnostics import diagnose
+    from bayes_koa.inference.sampling import sample_spec
+    from bayes_koa.kinds import load_spec, prepare
 
     load0 = os.getloadavg()[0]
     data = bk.load_simulated()
@@ -56,17 +56,17 @@ def main() -> None:
     for name in MODELS:
         spec = load_spec(name, measure="MD")
         design, _ = prepare(spec, eff, outcome="VAS", time=6.0)
-        fitting.sample_spec(spec, design, seed=0, draws=100, tune=100, chains=2, extra_groups=False)  # compile
+        sample_spec(spec, design, seed=0, draws=100, tune=100, chains=2, extra_groups=False)  # compile
         for ta in TARGETS:
             for draws in DRAWS:
                 for seed in range(1, args.seeds + 1):
                     t = time.perf_counter()
-                    dt = fitting.sample_spec(spec, design, seed=seed, draws=draws, tune=draws, chains=CHAINS,
+                    dt = sample_spec(spec, design, seed=seed, draws=draws, tune=draws, chains=CHAINS,
                                              target_accept=ta, extra_groups=False)
                     secs = time.perf_counter() - t
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", RuntimeWarning)  # R-hat of constant draws is not expected here
-                        d = fitting.diagnose(dt)
+                        d = diagnose(dt)
                     steps = dt["sample_stats"]["n_steps"].values if "n_steps" in dt["sample_stats"] else np.nan
                     rows.append({"model": name, "target_accept": ta, "draws": draws, "seed": seed, "seconds": secs,
                                  "min_ess_bulk": d["ess_bulk"].min(), "min_ess_tail": d["ess_tail"].min(),

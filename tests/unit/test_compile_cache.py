@@ -221,3 +221,18 @@ def test_draws_equal_stock_nutpie(eight_schools, cache):
     spec, design = _design(eight_schools)
     model, ours = _get(spec, design)
     np.testing.assert_array_equal(_draws(ours), _draws(nutpie.compile_pymc_model(model)))
+
+
+def test_fit_compiles_through_the_cache(eight_schools, cache):
+    """bk.fit goes through the cache (inference.sampling._compiled): after clear_cache it loads, not compiles."""
+    from bayes_koa.inference.sampling import clear_cache
+
+    kw = dict(priors=PRIORS, seed=5, draws=200, tune=200, chains=2, warn=False)
+    clear_cache()
+    first = bk.fit(eight_schools, "random_effects", **kw)
+    assert cc.STATS == {"compiles": 1, "saved": 1}
+    clear_cache()
+    again = bk.fit(eight_schools, "random_effects", **kw)
+    assert cc.STATS == {"compiles": 1, "saved": 1, "disk_hits": 1}
+    np.testing.assert_array_equal(again.dt["posterior"]["tau"].values, first.dt["posterior"]["tau"].values)
+    assert list(again.dt["posterior"]["trial"].values) == list(eight_schools["trial_id"])
