@@ -85,6 +85,7 @@ def test_seeds_are_spawned_from_the_study_seed():
     assert wd.study_seeds(42, 0, 3) != wd.study_seeds(42, 1, 3)
 
 
+@pytest.mark.slow  # a 2-worker Dask cluster and dozens of fits; tests/slow/test_design_slow.py covers the same on the real design
 def test_toy_study_values_coverage_and_worker_independence(client2):
     one = wd.run_study(toy_simulate, toy_fit, _toy(), n_sims=150, seed=7, workers=1, progress=False)
     two = wd.run_study(toy_simulate, toy_fit, _toy(), n_sims=150, seed=7, client=client2, progress=False)
@@ -106,6 +107,7 @@ def test_toy_study_values_coverage_and_worker_independence(client2):
     assert lo <= hits <= hi, hits
 
 
+@pytest.mark.slow  # a 2-worker Dask cluster and dozens of fits; tests/slow/test_design_slow.py covers the same on the real design
 def test_interrupted_study_resumes_without_refitting(tmp_path, client2, inproc):
     log = tmp_path / "fits.log"  # one line per finished fit (the log is part of the scenario)
     store = tmp_path / "store"
