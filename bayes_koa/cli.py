@@ -80,8 +80,15 @@ def _check_out(out: str | None) -> Path | None:
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"--out {folder}: is a file, not a folder")
     parent = folder.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    if not os.access(parent, os.W_OK) or (folder.exists() and not os.access(folder, os.W_OK)):
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        # a real write, not os.access: as root os.access says yes to read-only mounts and folders
+        fd, probe = tempfile.mkstemp(prefix=f".{folder.name}.probe.", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ValueError(f"--out {folder}: not writable ({e.strerror or e})") from None
+    if folder.exists() and not os.access(folder, os.W_OK):
         raise ValueError(f"--out {folder}: not writable")
     return folder
 
