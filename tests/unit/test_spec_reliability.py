@@ -66,3 +66,22 @@ def test_tree_depth_hits_are_reported():
     assert d.attrs["max_treedepth_hits"] == 1660
     assert any("1660 of 2000 draws hit the maximum tree depth" in p for p in d.attrs["problems"])
     assert diagnostics_flag(d)["ok"] is False
+
+
+def test_poor_sampling_travels_with_summary_rank_pairwise_and_claims():
+    """Issue 10, item 7: 2 chains x 15 draws after 15 tuning steps cannot reach R-hat <= 1.01 and bulk
+    ESS >= 100 per chain for the source model; every table made from that fit must say so."""
+    import warnings
+
+    from bayes_koa.inference.diagnostics import SamplingWarning
+
+    eff = bk.effect_sizes(bk.load_simulated(), measure="MD", outcomes=["VAS"], times=[6])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingWarning)  # the warning is the point; it is checked below
+        res = bk.fit(eff, model="source_hierarchical", measure="MD", draws=15, tune=15, chains=2, seed=1)
+    tables = {"summary": res.summary(), "rank": res.rank(), "claims": res.claims()}
+    for name, table in tables.items():
+        flag = table.attrs["diagnostics"]
+        assert flag["ok"] is False, name
+        assert any("R-hat" in p or "ESS" in p for p in flag["problems"]), (name, flag["problems"])
+    assert not tables["claims"]["diagnostics_ok"].any()
