@@ -16,6 +16,8 @@ import pandas as pd
 import xarray as xr
 
 from ..analysis import checks as _checks
+from ..analysis import clinical as _clinical
+from ..analysis import small_study as _small_study
 from ..analysis import ranking as _ranking
 from ..analysis import summaries as _summaries
 from ..inference.diagnostics import diagnose, diagnostics_flag
@@ -24,9 +26,12 @@ from ..kinds import get_kind, spec_from_text
 from ..kinds import binomial as _binomial
 from ..kinds import multivariate as _multivariate
 from ..koa import claims as _claims
+from ..koa import mcid as _mcid
 from ..plots import arviz as _azplots
 from ..plots import figures as _plots
+from ..plots import funnel as _funnel
 from ..spec.model_spec import ModelSpec
+from ..workflows import evidence as _evidence
 from ..workflows import influence as _influence
 from ..workflows import sensitivity as _sensitivity
 
@@ -68,7 +73,12 @@ class MetaAnalysis:
 
     # -- delegation ---------------------------------------------------------------------------
     def summary(self, ci: float = 0.95, include_trials: bool = True) -> pd.DataFrame:
-        return self._with_diagnostics(_summaries.summary_table(self.dt, self.spec, ci=ci, include_trials=include_trials))
+        """Posterior summary; ``pi95_lb``/``pi95_ub``: the prediction interval of a new trial on the
+        overall effect's row and of a new trial of each group on the group rows."""
+        table = _summaries.summary_table(self.dt, self.spec, ci=ci, include_trials=include_trials)
+        if get_kind(self.spec.kind).roles(self.spec).prediction:
+            table = _clinical.add_prediction_columns(table, self.dt, self.spec, ci)
+        return self._with_diagnostics(table)
 
     def contraction(self) -> pd.DataFrame:
         """How much the data narrowed each prior (1 - var post / var prior); ``weak`` = the prior decides."""
@@ -157,6 +167,100 @@ class MetaAnalysis:
     def p_or_above(self, threshold: float = 1.0) -> pd.DataFrame:
         """Adverse-event models: P(odds ratio > threshold) overall and per source, with MC SE."""
         return _binomial.p_or_above(self, threshold=threshold)
+
+    # -- heterogeneity, clinical relevance, small-study effects, evidence sensitivity (issue 13) --
+    def heterogeneity(self, ci: float = 0.95) -> pd.DataFrame:
+        """tau^2, I^2 (fraction) and H^2 per level and in total (Higgins-Thompson typical within-trial
+        variance of the rows used); ``attrs["prediction"]``: :meth:`predictions`."""
+        table = _clinical.fit_heterogeneity(self.dt, self.spec, self.effects["vi"].to_numpy(float), ci=ci)
+        table.attrs["prediction"] = self.predictions(ci)
+        return self._with_diagnostics(table)
+
+    def predictions(self, ci: float = 0.95) -> pd.DataFrame:
+        """Prediction intervals of a new trial (of a new group) and of a new trial of each group
+        (columns ``pi_lb``, ``pi_ub``) beside the interval of the mean (``mean_lb``, ``mean_ub``)."""
+        return self._with_diagnostics(_clinical.prediction_table(self.dt, self.spec, ci))
+
+    def default_mcid(self) -> dict | None:
+        """The shipped, sourced MCID for this fit's outcome, measure and scale (None when none fits)."""
+        scale = None
+        if "scale" in self.effects and self.effects["scale"].notna().any():
+            vals = self.effects["scale"].dropna().astype(str).unique()
+            scale = vals[0] if len(vals) == 1 else None
+        return _mcid.default_mcid(self.provenance.get("outcome") or None, self.spec.measure, scale)
+
+    def p_mcid(self, mcid: float | None = None) -> pd.DataFrame:
+        """P(benefit larger than the MCID) for the overall effect, each group, a new trial and a new trial
+        of each group, with its Monte Carlo SE. ``mcid`` None: the shipped MCID for this outcome and scale
+        (its source in ``attrs["mcid_source"]``); an error when none fits (then give ``mcid=``)."""
+        info = None
+        if mcid is None:
+            info = self.default_mcid()
+            if info is None:
+                raise ValueError(f"no shipped MCID for outcome {self.provenance.get('outcome')!r} on measure "
+                                 f"{self.spec.measure}: give mcid= (in {self.spec.measure} units)")
+            mcid = info["mcid"]
+        table = _clinical.clinical_table(self.dt, self.spec, float(mcid), lower_is_better=self.lower_is_better)
+        table.attrs["mcid_source"] = info or {"mcid": float(mcid), "source": "given by the user"}
+        return self._with_diagnostics(table)
+
+    def _ni(self):
+        if {"n_msc", "n_control"} <= set(self.effects):
+            n = pd.to_numeric(self.effects["n_msc"], errors="coerce") + pd.to_numeric(self.effects["n_control"], errors="coerce")
+            return n.to_numpy(float)
+        return None
+
+    def small_study(self, model: str = "rma") -> pd.DataFrame:
+        """Egger's and Peters' regression tests (as metafor's ``regtest``, ``model`` "rma" or "lm") on the
+        rows used. A test that cannot be run (e.g. sample sizes missing for Peters) has its reason in
+        ``note``. Multi-arm trials contribute correlated rows (shared control arm), which the tests
+        ignore, as metafor's do."""
+        eff = self.effects
+        y, v = eff["yi"].to_numpy(float), eff["vi"].to_numpy(float)
+        ids = eff["trial_id"].astype(str).tolist()
+        rows = []
+        for name, fn in (("Egger (predictor: SE)", lambda: _small_study.egger_test(y, v, model=model, trial_ids=ids)),
+                         ("Peters (predictor: 1/n)", lambda: _small_study.peters_test(y, v, ni=self._ni(), model=model,
+                                                                                    trial_ids=ids))):
+            try:
+                r = fn().to_dict()
+                lim = r.pop("limit_ci")
+                r["limit_lb"], r["limit_ub"] = (lim if lim else (None, None))
+                rows.append({"test": name, **r, "note": ""})
+            except (TypeError, ValueError) as e:
+                rows.append({"test": name, "model": model, "k": len(eff), "note": str(e).splitlines()[0]})
+        return self._with_diagnostics(pd.DataFrame(rows))
+
+    def plot_funnel(self, ax=None, **kwargs):
+        """Contour-enhanced funnel plot of the rows used, the pooled mean as a dashed line."""
+        roles = get_kind(self.spec.kind).roles(self.spec)
+        est = float(self.dt["posterior"][roles.overall].mean()) if roles.overall else None
+        kwargs.setdefault("xlabel", f"effect ({self.spec.measure}; treatment - control)")
+        kwargs.setdefault("estimate", est)
+        if self.simulated:
+            kwargs.setdefault("title", "SIMULATED DATA: contour-enhanced funnel plot")
+        return _funnel.funnel(self.effects["yi"].to_numpy(float), self.effects["sei"].to_numpy(float)
+                              if "sei" in self.effects else None, ax,
+                              **({} if "sei" in self.effects else {"vi": self.effects["vi"].to_numpy(float)}), **kwargs)
+
+    def small_study_model(self, moderator: str = "pet", **kwargs):
+        """Bayesian PET (``"pet"``: SE as moderator) or PEESE (``"peese"``: variance) model: ``(ranking with
+        and without it, summary of the overall effect and the slope)``; see
+        :func:`bayes_koa.workflows.evidence.small_study_model`."""
+        ranking, summary = _evidence.small_study_model(self, moderator, **kwargs)
+        return self._with_diagnostics(ranking), self._with_diagnostics(summary)
+
+    def evidence_sensitivity(self, risk_of_bias: str | None = None, **kwargs):
+        """Refits without secondary-source rows, without the highest-risk trials (``risk_of_bias``: a column)
+        and without each trial: :func:`bayes_koa.workflows.evidence.evidence_sensitivity`."""
+        out = _evidence.evidence_sensitivity(self, risk_of_bias, **kwargs)
+        self._with_diagnostics(out.scenarios)
+        self._with_diagnostics(out.conclusions)
+        return out
+
+    def cumulative(self, by: str = "year", **kwargs) -> pd.DataFrame:
+        """Cumulative meta-analysis by ``by`` (year): :func:`bayes_koa.workflows.evidence.cumulative`."""
+        return self._with_diagnostics(_evidence.cumulative(self, by, **kwargs))
 
     # -- standard Bayesian plots, drawn by arviz-plots (bayes_koa.plots.arviz) -------------------
     def plot_trace(self, var_names=None, **kwargs):
