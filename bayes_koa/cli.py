@@ -161,6 +161,19 @@ def _compact_ranking(rank: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _progress(args, what: str):
+    """A progress callback ``(i, n, label)`` writing one overwritten line to stderr; None with --quiet."""
+    if getattr(args, "quiet", False):
+        return None
+    start = time.time()
+
+    def show(i: int, n: int, label: str = "") -> None:
+        end = "\n" if i >= n else ""
+        print(f"\r{what}: {i}/{n} {label[:60]:<60} {time.time() - start:5.1f} s", end=end, file=sys.stderr, flush=True)
+
+    return show
+
+
 def cmd_effects(args) -> int:
     data = _load_data(args.data)
     out = _Tee()
@@ -202,6 +215,10 @@ def cmd_analyze(args) -> int:
     out(f"bayes-koa analyze: data {getattr(data, 'source', args.data)}; outcome {args.outcome} at month "
         f"{args.time:g}; measure {args.measure}; model {args.model}")
     eff = _effects_for(data, args.measure, args.outcome)
+    if hasattr(data, "trials"):  # publication year and primary/secondary source, for the report's refits
+        from .effects.trial_info import with_trial_columns
+
+        eff = with_trial_columns(eff, data, extra=[args.risk_of_bias] if args.risk_of_bias else [])
     _show_effects(out, eff, args.time)
     priors = _priors(args.prior)
     out("")
@@ -253,6 +270,26 @@ def cmd_analyze(args) -> int:
         claims = res.claims()
         out("The 2023 paper's conclusions as posterior probabilities (this model and data):")
         out(claims[["claim", "probability", "mc_se", "interpretation"]].round(3).to_string(index=False))
+    parts = None
+    if args.out:
+        from .api.report import report_parts
+
+        t_rep = time.time()
+        parts = report_parts(res, refits=args.refits, mcid=args.mcid, risk_of_bias=args.risk_of_bias,
+                             claims=claims, progress=_progress(args, f"report refits ({args.refits})"))
+        het, pm = parts.get("heterogeneity"), parts.get("p_mcid")
+        if het is not None:
+            t = het.loc[("total", "I2")]
+            out(f"I^2 (total): {t['mean']:.2f} [{t['lower']:.2f}, {t['upper']:.2f}]")
+        if pm is not None:
+            info = parts["mcid_info"]
+            out(f"P(overall benefit > MCID {abs(info['mcid']):g}): {pm.iloc[0]['p_benefit_gt_mcid']:.3f} "
+                f"(MCID source: {info.get('citation', info.get('source', ''))[:90]})")
+        if parts.get("small_study") is not None:
+            for _, r in parts["small_study"].iterrows():
+                if pd.notna(r.get("pvalue")):
+                    out(f"{r['test']}: {r['stat_type']} = {r['statistic']:.2f}, p = {r['pvalue']:.3f}")
+        out(f"Report tables and refits ({args.refits}): {time.time() - t_rep:.1f} s")
     out(f"\nElapsed {time.time() - t0:.1f} s")
     if args.out:
         with _staged(Path(args.out)) as folder:
@@ -280,7 +317,19 @@ def cmd_analyze(args) -> int:
                 out(f"plots skipped: {e}")
             res.save(folder / "result.nc")
             (folder / "report.txt").write_text("\n".join(out.lines) + "\n")
-        print(f"Report written to {args.out}/ (summary, ranking, diagnostics, priors, effects, plots, result.nc)")
+            from .api.report import write_report
+
+            for name in ("heterogeneity", "predictions", "p_mcid", "small_study", "cumulative"):
+                if parts.get(name) is not None:
+                    _write_csv(parts[name], folder / f"{name}.csv", simulated, index=name == "heterogeneity")
+            if parts.get("evidence") is not None:
+                _write_csv(parts["evidence"].scenarios, folder / "evidence_scenarios.csv", simulated, index=False)
+                _write_csv(parts["evidence"].conclusions, folder / "evidence_conclusions.csv", simulated, index=False)
+            if parts.get("pet") is not None:
+                _write_csv(parts["pet"][0], folder / "pet_ranking.csv", simulated, index=False)
+            parts["log_text"] = "\n".join(out.lines)
+            write_report(parts, folder / "report.html")
+        print(f"Report written to {args.out}/ (report.html, summary, ranking, diagnostics, priors, effects, plots, result.nc)")
     if probs:
         print(PROBLEM_BANNER, file=sys.stderr)
         return EXIT_DIAGNOSTICS
@@ -310,7 +359,10 @@ def cmd_claims(args) -> int:
         out(SIM_LINE)
     out(f"bayes-koa claims: data {getattr(data, 'source', args.data)}")
     results, checks, failed = [], [], []
-    for model, measure, outcome, when in CLAIM_MODELS:
+    show = _progress(args, "claims models")
+    for i, (model, measure, outcome, when) in enumerate(CLAIM_MODELS):
+        if show:
+            show(i + 1, len(CLAIM_MODELS), f"fitting {model}")
         eff = _effects_for(data, measure, outcome)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SamplingWarning)  # reported below, per model
@@ -459,6 +511,15 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--tune", type=_count(0), default=2000)
     a.add_argument("--chains", type=_count(1), default=4)
     a.add_argument("--quiet", action="store_true", help="no progress bar")
+    a.add_argument("--refits", choices=("quick", "fit", "none"), default="quick",
+                   help="report.html's refits (evidence sensitivity, cumulative, PET model): 'quick' (default: "
+                        "2 chains x 400 draws on the fit's compiled model), 'fit' (the fit's settings) or 'none'")
+    a.add_argument("--mcid", type=float, default=None,
+                   help="minimal clinically important difference in the measure's units (default: the shipped, "
+                        "sourced MCID for the outcome and scale, if any)")
+    a.add_argument("--risk-of-bias", default=None, metavar="COLUMN",
+                   help="a trials-table column of risk-of-bias judgements: the report refits without the "
+                        "highest-risk trials ('high', or the largest number)")
     a.set_defaults(func=cmd_analyze)
 
     e = sub.add_parser("effects", help="print the effect-size table, with every left-out row and its reason")
@@ -479,6 +540,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--out", default=None)
     c.add_argument("--seed", type=int, default=20261126)
     c.add_argument("--draws", type=_count(1), default=2000)
+    c.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     c.set_defaults(func=cmd_claims)
 
     add_design_parser(sub)  # bayes-koa design: simulation-based design and power studies (Dask)

@@ -52,12 +52,21 @@ def comparison_evidence(effects: pd.DataFrame, trials: pd.DataFrame,
     return pd.Series(result, index=effects.index, dtype="object", name="evidence")
 
 
-def with_trial_columns(effects: pd.DataFrame, data) -> pd.DataFrame:
+def with_trial_columns(effects: pd.DataFrame, data, extra=()) -> pd.DataFrame:
     """A copy of ``effects`` with ``year`` (the trial's publication year, missing for registry-only
     trials) and ``evidence`` (per comparison, see the module docstring) from ``data`` (the
-    :class:`~bayes_koa.data.TrialData` the table was made from). Columns already present are kept."""
+    :class:`~bayes_koa.data.TrialData` the table was made from), and any ``extra`` trial-level columns
+    of ``data.trials`` (e.g. a user's risk-of-bias column; a trial's first non-missing value). Columns
+    already present are kept."""
     trials = data.trials
     out = effects.copy()
+    for col in extra:
+        if col in out:
+            continue
+        if col not in trials:
+            raise ValueError(f"the trials table has no column {col!r}; it has {', '.join(map(str, trials.columns))}")
+        first = trials.groupby(trials["trial_id"].astype(str))[col].first()
+        out[col] = out["trial_id"].astype(str).map(first)
     if "year" not in out and "year" in trials:
         years = (trials.assign(_y=pd.to_numeric(trials["year"], errors="coerce"))
                  .groupby(trials["trial_id"].astype(str))["_y"].first())

@@ -154,6 +154,66 @@ def _quantities(result, dt: xr.DataTree, keep: np.ndarray, mcid: float | None, l
     return out
 
 
+def _psis_by_trial(result, tid: pd.Series):
+    """PSIS weights for leaving out each trial (all its rows): log-likelihoods (integrated over the
+    trial effects where the kind allows) summed per trial id. Returns (trial ids, normalised weights
+    with dims (trial_id, chain, draw), Pareto k per trial)."""
+    import warnings
+
+    import arviz as az
+
+    from ..analysis.checks import LIKELIHOOD, _log_likelihood, _resolve_integrated
+
+    ll = _log_likelihood(result, _resolve_integrated(result, None))
+    ids = list(dict.fromkeys(tid))
+    arr = tid.to_numpy()
+    summed = xr.concat([ll.isel(trial=np.flatnonzero(arr == t)).sum("trial") for t in ids], dim="trial_id")
+    summed = summed.assign_coords(trial_id=ids).transpose("chain", "draw", "trial_id")
+    post = result.dt["posterior"].to_dataset()
+    roles = get_kind(result.spec.kind).roles(result.spec)
+    tree = xr.DataTree.from_dict({"posterior": post[[roles.overall]],
+                                  "log_likelihood": xr.Dataset({LIKELIHOOD: summed})})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # high k is handled below (refits), not warned about
+        elpd = az.loo(tree, pointwise=True, var_name=LIKELIHOOD)
+    w = np.exp(elpd.log_weights).transpose("trial_id", "chain", "draw")
+    w = w / w.sum(("chain", "draw"))
+    return ids, w, np.asarray(elpd.pareto_k.values, dtype=float)
+
+
+def _wquantile(x: np.ndarray, w: np.ndarray, q: float) -> float:
+    o = np.argsort(x)
+    c = np.cumsum(w[o])
+    return float(x[o][min(np.searchsorted(c, q * c[-1]), len(x) - 1)])
+
+
+def _weighted_quantities(result, w: xr.DataArray, keep: np.ndarray, mcid, lower: bool) -> dict:
+    """:func:`_quantities` of the fit's draws reweighted by ``w`` (dims chain, draw; sums to 1)."""
+    from ..analysis.checks import _is_mcse, _r_eff
+
+    roles = get_kind(result.spec.kind).roles(result.spec)
+    post = result.dt["posterior"]
+    mu = post[roles.overall]
+    better = ((mu < 0) if lower else (mu > 0)).astype(float)
+    wf, mf = w.values.ravel(), mu.values.ravel()
+    out = {"mu_mean": float((w * mu).sum()), "mu_lb": _wquantile(mf, wf, 0.025), "mu_ub": _wquantile(mf, wf, 0.975),
+           "mu_mcse": float(_is_mcse(w, mu, _r_eff(mu))), "p_benefit": float((w * better).sum()),
+           "p_benefit_mcse": float(_is_mcse(w, better, _r_eff(better)))}
+    if mcid is not None:
+        t = abs(float(mcid))
+        out["p_benefit_gt_mcid"] = float((w * ((mu < -t) if lower else (mu > t))).sum())
+    groups = _groups_with_rows(result, keep)
+    out["groups"] = groups
+    out["p_best"], out["first_ranked"], out["p_best_first"] = {}, (groups[0] if groups else ""), np.nan
+    if groups is not None and len(groups) >= 2:
+        da = post[roles.group].sel({roles.group_dim: groups})
+        best = da.argmin(roles.group_dim) if lower else da.argmax(roles.group_dim)
+        pb = {g: float((w * (best == i)).sum()) for i, g in enumerate(groups)}
+        first = max(pb, key=pb.get)
+        out.update(p_best=pb, first_ranked=first, p_best_first=pb[first])
+    return out
+
+
 @dataclass
 class EvidenceSensitivity:
     """``scenarios``: one row per refit (what was dropped, the estimates, the conclusions' values);
@@ -188,7 +248,7 @@ def _conclusion_values(q: dict, full: dict, mcid: float | None) -> dict:
 
 
 def evidence_sensitivity(result, risk_of_bias: str | None = None, *, high_risk=None,
-                         evidence: str = "evidence", leave_one_out: bool = True, mcid: float | None = None,
+                         evidence: str = "evidence", leave_one_out: str | bool = "psis", mcid: float | None = None,
                          settings="quick", progress: Progress = None) -> EvidenceSensitivity:
     """Which conclusions survive dropping weaker evidence.
 
@@ -197,7 +257,10 @@ def evidence_sensitivity(result, risk_of_bias: str | None = None, *, high_risk=N
     column is ``secondary``), ``without highest risk of bias`` (``risk_of_bias``: a column of
     ``result.effects``; its rows equal to ``high_risk``, default: ``"high"`` for text, the largest value
     for numbers; a trial is dropped whole when any of its rows is high-risk) and ``without <trial>``
-    for each trial (all rows of the trial) when ``leave_one_out``. A scenario that cannot be made (no
+    for each trial (all rows of the trial): ``leave_one_out="psis"`` (default) reweights the fit's draws
+    by PSIS (log-likelihoods integrated over the trial effects, summed over the trial's rows) and makes
+    a masked refit only where Pareto k > 0.7; ``"refit"`` refits every trial; False skips them. The
+    ``method`` column says which each row is. A scenario that cannot be made (no
     such column, nothing to drop, nothing left) is listed with its reason. Conclusions: the overall
     effect favours MSC with P >= 0.95; the first-ranked group stays first; with ``mcid``, P(overall
     benefit > MCID) > 0.5."""
@@ -221,29 +284,46 @@ def evidence_sensitivity(result, risk_of_bias: str | None = None, *, high_risk=N
         high = tid.isin(set(tid[high])).to_numpy()  # the whole trial
         plans.append(("without highest risk of bias", ~high if high.any() else None,
                       "" if high.any() else f"no row is high risk in {risk_of_bias!r}"))
+    if leave_one_out not in (False, None, "psis", "refit", True):
+        raise ValueError(f"leave_one_out must be 'psis', 'refit' or False; got {leave_one_out!r}")
+    psis = {}
     if leave_one_out:
+        if leave_one_out == "psis":
+            ids, w, ks = _psis_by_trial(result, tid)
+            psis = {t: (w.sel(trial_id=t, drop=True), float(k)) for t, k in zip(ids, ks)}
         for t in dict.fromkeys(tid):
-            plans.append((f"without {t}", (tid != t).to_numpy(), ""))
+            plans.append((f"without {t}", (tid != t).to_numpy(), t))
+    from ..analysis.checks import K_THRESHOLD
+
     rows, full = [], None
     for i, (name, keep, why) in enumerate(plans):
         if progress:
             progress(i + 1, len(plans), name)
+        trial = why if name == f"without {why}" else None
+        why = "" if trial else why
         if keep is not None and not keep.any():
             keep, why = None, "no row would be left"
         base = {"scenario": name, "rows_dropped": 0 if keep is None else int((~keep).sum()),
                 "trials_dropped": "" if keep is None else ", ".join(dict.fromkeys(tid[~keep])),
                 "rows_used": 0 if keep is None else int(keep.sum())}
         if keep is None:
-            rows.append({**base, "note": why})
+            rows.append({**base, "method": "", "note": why})
             continue
-        dt = masked_refit(result, keep, settings)
-        q = _quantities(result, dt, keep, mcid, lower)
+        if trial in psis and psis[trial][1] <= K_THRESHOLD:
+            q = _weighted_quantities(result, psis[trial][0], keep, mcid, lower)
+            base.update(method="psis", pareto_k=psis[trial][1])
+            problems = ""
+        else:
+            dt = masked_refit(result, keep, settings)
+            q = _quantities(result, dt, keep, mcid, lower)
+            base.update(method="refit", pareto_k=psis[trial][1] if trial in psis else np.nan)
+            problems = dt.attrs["problems"]
         if full is None:
             full = q
         r = {**base, **{k: v for k, v in q.items() if k not in ("p_best", "groups")}}
         r.update(_conclusion_values(q, full, mcid))
         r["p_benefit_borderline"] = _borderline(q)
-        r["note"] = dt.attrs["problems"]
+        r["note"] = problems
         rows.append(r)
     scen = pd.DataFrame(rows)
     names = list(_conclusion_values(full, full, mcid))
