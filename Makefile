@@ -12,7 +12,7 @@ for c in python3.12 python3.13 python3.14 $$(ls -d $$(pyenv root 2>/dev/null)/ve
 done
 endef
 
-.PHONY: venv analyze sensitivity test test-slow test-all benchmark clean
+.PHONY: venv browser analyze sensitivity test test-slow test-all benchmark clean
 
 $(VENV)/.installed: pyproject.toml
 	@PY=$$($(find_python)); \
@@ -30,8 +30,19 @@ analyze: venv
 sensitivity: venv
 	$(VENV)/bin/bayes-koa sensitivity --out reports/sensitivity
 
+# Debian's Chromium for the report.html browser test (tests/unit/test_report_browser.py): installed when
+# /usr/bin/chromium is missing and we are root; otherwise say loudly that the browser test will skip.
+browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "Installing Debian chromium for the report browser test"; \
+	  (apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null)) || \
+	  echo "WARNING: chromium could not be installed: the report browser test will be SKIPPED" >&2; \
+	else echo "WARNING: /usr/bin/chromium missing and not root: the report browser test will be SKIPPED" >&2; fi
+
 # two workers: a fit is compile-bound and compiling is single-threaded; files stay whole per worker
-test: venv
+test: venv browser
 	$(VENV)/bin/python -m pytest -m "not slow" -q -n 2 --dist loadfile
 
 test-slow: venv
