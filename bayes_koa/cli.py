@@ -425,10 +425,15 @@ def cmd_sensitivity(args) -> int:
     eff = _effects_for(data, args.measure, args.outcome)
     sets = [s.strip() for s in args.prior_sets.split(",") if s.strip()] if getattr(args, "prior_sets", None) else None
     tune = int(getattr(args, "tune", None) or args.draws)  # as the main job: tune = draws
+    show = _progress(args, "sensitivity")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SamplingWarning)
+        if show:
+            show(1, 2, "reference fit")
         res = fit(eff, args.model, outcome=args.outcome, time=args.time, seed=args.seed, draws=args.draws,
                   tune=tune, chains=args.chains)
+        if show:
+            show(2, 2, f"sweep of {len(sets) if sets else 'all'} prior sets (compiled once per prior family)")
         print(f"Reference fit: {len(res.effects)} comparisons used, {len(res.excluded)} left out; seed {args.seed}, "
               f"{args.chains} chains x {args.draws} draws")
         sweep = res.sensitivity(sets)
@@ -533,6 +538,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=20261126)
     s.add_argument("--draws", type=_count(1), default=2000)
     s.add_argument("--chains", type=_count(1), default=4)
+    s.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     s.set_defaults(func=cmd_sensitivity)
 
     c = sub.add_parser("claims", help="fit the models behind each of the paper's claims and print the claims table")

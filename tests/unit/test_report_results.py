@@ -114,3 +114,16 @@ def test_trial_columns_year_and_evidence():
     assert set(eff.loc[eff["trial_id"] == "SIM_Gupta_2016", "evidence"]) == {"secondary"}
     assert set(eff.loc[eff["trial_id"] == "SIM_Wong_2013", "evidence"]) == {"primary"}
     assert eff.loc[eff["trial_id"] == "SIM_CUHK_NCT04326985", "year"].isna().all()  # registry only
+
+
+def test_progress_line_and_quiet(capsys):
+    from types import SimpleNamespace
+
+    from bayes_koa.cli import _progress
+
+    assert _progress(SimpleNamespace(quiet=True), "x") is None
+    show = _progress(SimpleNamespace(quiet=False), "claims models")
+    show(1, 2, "fitting a")
+    show(2, 2, "fitting b")
+    err = capsys.readouterr().err
+    assert "claims models: 1/2 fitting a" in err and "claims models: 2/2 fitting b" in err and err.endswith("\n")
