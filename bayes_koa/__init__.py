@@ -55,6 +55,16 @@ _EXPORTS = {
     "compare_additions": "bayes_koa.koa.design",
     "sensitivity_grid": "bayes_koa.workflows.sensitivity",
     "power_scaling": "bayes_koa.workflows.sensitivity",
+    # issue 13: heterogeneity, clinical relevance, small-study effects, evidence sensitivity, report
+    "with_trial_columns": "bayes_koa.effects.trial_info",
+    "mcid_table": "bayes_koa.koa.mcid",
+    "default_mcid": "bayes_koa.koa.mcid",
+    "egger_test": "bayes_koa.analysis.small_study",
+    "peters_test": "bayes_koa.analysis.small_study",
+    "evidence_sensitivity": "bayes_koa.workflows.evidence",
+    "small_study_model": "bayes_koa.workflows.evidence",
+    "report_parts": "bayes_koa.api.report",
+    "write_report": "bayes_koa.api.report",
 }
 
 _ALIASES = {"register_kind": "register"}
