@@ -289,6 +289,8 @@ def cmd_analyze(args) -> int:
             for _, r in parts["small_study"].iterrows():
                 if pd.notna(r.get("pvalue")):
                     out(f"{r['test']}: {r['stat_type']} = {r['statistic']:.2f}, p = {r['pvalue']:.3f}")
+        for k, why in parts["missing"].items():
+            out(f"report.html: {k} not shown ({why})")
         out(f"Report tables and refits ({args.refits}): {time.time() - t_rep:.1f} s")
     out(f"\nElapsed {time.time() - t0:.1f} s")
     if args.out:

@@ -44,14 +44,16 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _try(parts: dict, key: str, fn: Callable, errors=(ValueError, NotImplementedError, RuntimeError, KeyError)):
+def _try(parts: dict, key: str, fn: Callable, errors=(Exception,)):
+    """``parts[key] = fn()``; a part that fails is None and its error is listed on the page (and by the CLI):
+    one failing section must not lose the rest of the report."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SamplingWarning)  # refit problems are in each table's note column
             parts[key] = fn()
     except errors as e:
         parts[key] = None
-        parts.setdefault("missing", {})[key] = str(e).splitlines()[0] if str(e) else type(e).__name__
+        parts.setdefault("missing", {})[key] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
 
 def report_parts(result, *, refits: str = "quick", mcid: float | None = None, risk_of_bias: str | None = None,
