@@ -16,6 +16,7 @@ import base64
 import html
 import io
 import os
+import re
 import tempfile
 import time
 import warnings
@@ -139,12 +140,32 @@ pre{background:#f6f6f6;padding:0.6em;overflow-x:auto;font-size:0.8em}
 """
 
 
+def _short_note(text) -> str:
+    """A refit's sampler problems in a few words (the CSV files keep the full text)."""
+    t = str(text or "")
+    if not t or t == "nan":
+        return ""
+    flags = []
+    m = re.search(r"(\d+) divergent", t)
+    if m:
+        flags.append(f"{m.group(1)} divergences")
+    if "R-hat" in t:
+        flags.append("R-hat > 1.01")
+    if "ESS below" in t:
+        flags.append("low ESS")
+    if "tree depth" in t or "treedepth" in t:
+        flags.append("tree depth hits")
+    return "sampler: " + ", ".join(flags) if flags else (t if len(t) <= 80 else t[:77] + "...")
+
+
 def _table(df: pd.DataFrame | None, index: bool = False, digits: int = 3, tid: str | None = None) -> str:
     if df is None:
         return ""
     if not len(df):
         return "<p class='note'>(none)</p>"
     out = df.copy()
+    if "note" in out:
+        out["note"] = out["note"].map(_short_note)
     for c in out.columns:
         if pd.api.types.is_float_dtype(out[c]):
             out[c] = out[c].map(lambda v: "" if pd.isna(v) else f"{v:.{digits}g}" if abs(v) >= 1e4 or (0 < abs(v) < 1e-3)
