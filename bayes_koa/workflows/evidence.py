@@ -12,8 +12,8 @@ compiled model (no compilation). A group (source) whose rows are all dropped is 
 refit and is left out of its ranking. ``tests/unit/test_evidence.py`` checks a masked refit against
 the exact quadrature posterior of the model fitted to the kept rows only.
 
-**Settings.** Refits use :data:`QUICK` (2 chains x 400 draws after 400 tuning steps, the fit's seed
-and target acceptance) unless ``settings="fit"`` (the fit's own settings) or a dict is given; every
+**Settings.** Refits use :data:`QUICK` (2 chains x 400 draws after 400 tuning steps, or the fit's own
+numbers where smaller; the fit's seed and target acceptance) unless ``settings="fit"`` (the fit's own settings) or a dict is given; every
 row of a table carries its Monte Carlo SE and its sampler problems.
 
 * :func:`evidence_sensitivity` -- refit without secondary-source rows (``evidence`` column), without
@@ -59,8 +59,8 @@ def refit_settings(result, settings="quick") -> dict:
     """Seed and sampler settings of the refits: the fit's, with draws/tune/chains of :data:`QUICK`
     (``"quick"``), the fit's own (``"fit"``), or a dict overriding the fit's."""
     st = sampler_settings(result)
-    if settings == "quick":
-        st.update(QUICK)
+    if settings == "quick":  # never more than the fit itself had
+        st.update({k: min(int(st[k]), v) for k, v in QUICK.items()})
     elif settings == "fit":
         pass
     elif isinstance(settings, Mapping):

@@ -87,7 +87,7 @@ def _refit_without(result, position: int, label: str) -> tuple[xr.Dataset, str]:
 
 def influence(result, refit_threshold_k: float | None = K_THRESHOLD, level: str | None = "auto",
               integrated: bool | None = None, lower_is_better: bool | None = None,
-              refit_trials: Sequence[str] = ()) -> pd.DataFrame:
+              refit_trials: Sequence[str] = (), progress=None) -> pd.DataFrame:
     """Leave-one-trial-out influence on the pooled effect ``mu`` and on the ranking.
 
     One ``psis`` row per trial, plus a ``refit`` row for every trial whose Pareto k exceeds
@@ -97,7 +97,8 @@ def influence(result, refit_threshold_k: float | None = K_THRESHOLD, level: str 
     "source"``; ``"cell"`` for source x origin cells; ``"auto"``: sources when the model has them,
     else no ranking columns), ``first_ranked`` (highest P(best)), ``first_ranked_changes``, and
     ``note`` (refit sampling problems; sources a refit lost). Full-data values are in
-    ``table.attrs`` (``mu_mean_full``, ``p_best_full``, ``first_ranked_full``).
+    ``table.attrs`` (``mu_mean_full``, ``p_best_full``, ``first_ranked_full``). ``progress``: a callable
+    ``(i, n, label)`` called before each trial (the CLI's progress line).
     """
     post = result.dt["posterior"]
     if lower_is_better is None:
@@ -143,6 +144,8 @@ def influence(result, refit_threshold_k: float | None = K_THRESHOLD, level: str 
     if unknown:
         raise ValueError(f"refit_trials: no trial {', '.join(map(repr, unknown))} in model {result.spec.name}")
     for i, t in enumerate(trials):
+        if progress is not None:
+            progress(i + 1, len(trials), t)
         pb = dict(zip(entities, psis_pbest.values[i])) if level is not None else None
         rows.append(row(t, "psis", float(ks[i]), float(psis_mu.values[i]), float(psis_mcse.values[i]),
                         float(psis_pneg.values[i]), pb))

@@ -114,3 +114,16 @@ def test_pet_model_finds_a_planted_small_study_effect():
     # the adjusted source means are the effects at SE 0: closer to the truth than the unadjusted ones
     adj = ranking.set_index("source")
     assert abs(adj.loc["BM", "mean_adjusted"] + 4) < abs(adj.loc["BM", "mean"] + 4)
+
+
+def test_influence_reports_progress_per_trial(random_fit):
+    import warnings
+
+    from bayes_koa.analysis.checks import ParetoKWarning
+
+    seen = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ParetoKWarning)  # no refits asked for: high k is only reported
+        table = random_fit.influence(refit_threshold_k=None, progress=lambda i, n, t: seen.append((i, n, t)))
+    trials = table.loc[table["method"] == "psis", "trial"].tolist()
+    assert seen == [(i + 1, len(trials), t) for i, t in enumerate(trials)]
