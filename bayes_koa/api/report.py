@@ -297,12 +297,14 @@ def render_report(parts: dict) -> str:
         b.append("<h2>Forest plot</h2>"
                  f"<img id='forest-plot' alt='forest plot' src='data:image/png;base64,{parts['figures']['forest']}'>")
 
-    refit_text = {"quick": f"quick masked refits on the fit's compiled model ({QUICK['chains']} chains x {QUICK['draws']} "
-                           f"draws, {QUICK['tune']} tuning; rows dropped by giving them no weight)",
+    ev = parts.get("evidence")
+    st = ev.scenarios.attrs.get("refit_settings", QUICK) if ev is not None else QUICK
+    refit_text = {"quick": f"quick masked refits on the fit's compiled model ({st['chains']} chains x {st['draws']} "
+                           f"draws, {st['tune']} tuning; rows dropped by giving them no weight; leave-one-trial-out "
+                           "by PSIS, refitted where Pareto k > 0.7)",
                   "fit": "masked refits on the fit's compiled model with the fit's own sampler settings",
                   "none": "skipped (--refits none)"}[parts["refits"]]
     b.append(f"<h2>Evidence sensitivity</h2><p class='note' id='refit-mode'>Refits: {_esc(refit_text)}.</p>")
-    ev = parts.get("evidence")
     if ev is not None:
         b.append("<p>Which conclusions survive:</p>" + _table(ev.conclusions, tid="evidence-conclusions"))
         sc = ev.scenarios
