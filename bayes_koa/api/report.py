@@ -162,7 +162,7 @@ def _table(df: pd.DataFrame | None, index: bool = False, digits: int = 3, tid: s
     if df is None:
         return ""
     if not len(df):
-        return "<p class='note'>(none)</p>"
+        return f"<p class='note'{f' id={chr(39)}{tid}{chr(39)}' if tid else ''}>(none)</p>"
     out = df.copy()
     if "note" in out:
         out["note"] = out["note"].map(_short_note)

@@ -127,3 +127,15 @@ def test_progress_line_and_quiet(capsys):
     show(2, 2, "fitting b")
     err = capsys.readouterr().err
     assert "claims models: 1/2 fitting a" in err and "claims models: 2/2 fitting b" in err and err.endswith("\n")
+
+
+def test_diagnostics_flag_computed_once_per_fit_and_copied(sim_fit, monkeypatch):
+    calls = []
+    real = type(sim_fit).diagnostics
+    monkeypatch.setattr(type(sim_fit), "diagnostics", lambda self: calls.append(1) or real(self))
+    sim_fit.__dict__.pop("_flag_cache", None)
+    a, b = sim_fit.heterogeneity(), sim_fit.p_mcid()
+    assert len(calls) == 1
+    assert a.attrs["diagnostics"] == b.attrs["diagnostics"]
+    a.attrs["diagnostics"]["problems"].append("x")
+    assert "x" not in b.attrs["diagnostics"]["problems"]
