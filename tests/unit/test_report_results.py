@@ -139,3 +139,16 @@ def test_diagnostics_flag_computed_once_per_fit_and_copied(sim_fit, monkeypatch)
     assert a.attrs["diagnostics"] == b.attrs["diagnostics"]
     a.attrs["diagnostics"]["problems"].append("x")
     assert "x" not in b.attrs["diagnostics"]["problems"]
+
+
+def test_default_mcid_only_where_the_scale_fits():
+    from bayes_koa.koa.mcid import default_mcid, mcid_table
+
+    t = mcid_table()
+    assert t["source"].notna().all() and t["citation"].notna().all()  # every shipped number has its source
+    assert default_mcid("VAS", "MD", "0-100")["mcid"] == -19.9
+    assert default_mcid("VAS", "MD", "unknown") is None  # e.g. a 0-10 cm VAS the effect step could not place
+    assert default_mcid("VAS", "SMD") is None  # standardised: the user gives it
+    assert default_mcid("WOMAC_pain", "MD", "0-20") is None  # Likert WOMAC: the 0-100 MPCI does not apply
+    assert default_mcid("WOMAC_pain", "MD", "0-100")["mcid"] == -9.7
+    assert "11093446" in default_mcid("WOMAC_pain", "MD", "0-100")["source"]
