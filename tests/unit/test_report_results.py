@@ -152,3 +152,13 @@ def test_default_mcid_only_where_the_scale_fits():
     assert default_mcid("WOMAC_pain", "MD", "0-20") is None  # Likert WOMAC: the 0-100 MPCI does not apply
     assert default_mcid("WOMAC_pain", "MD", "0-100")["mcid"] == -9.7
     assert "11093446" in default_mcid("WOMAC_pain", "MD", "0-100")["source"]
+
+
+def test_trial_columns_extra_for_a_risk_of_bias_column():
+    data = bk.load_simulated()
+    eff = bk.effect_sizes(data, measure="MD", outcomes=["VAS"])
+    out = with_trial_columns(eff, data, extra=["country"])  # any trial-level column, e.g. a user's RoB
+    tr = data.trials.drop_duplicates("trial_id").set_index("trial_id")["country"]
+    assert (out["country"].to_numpy() == out["trial_id"].map(tr).to_numpy()).all()
+    with pytest.raises(ValueError, match="no column 'rob2'"):
+        with_trial_columns(eff, data, extra=["rob2"])
