@@ -158,7 +158,8 @@ def test_trial_columns_extra_for_a_risk_of_bias_column():
     data = bk.load_simulated()
     eff = bk.effect_sizes(data, measure="MD", outcomes=["VAS"])
     out = with_trial_columns(eff, data, extra=["country"])  # any trial-level column, e.g. a user's RoB
-    tr = data.trials.drop_duplicates("trial_id").set_index("trial_id")["country"]
-    assert (out["country"].to_numpy() == out["trial_id"].map(tr).to_numpy()).all()
+    tr = data.trials.dropna(subset=["country"]).drop_duplicates("trial_id").set_index("trial_id")["country"]
+    assert (out["country"].fillna("-").to_numpy() == out["trial_id"].map(tr).fillna("-").to_numpy()).all()
+    assert out["country"].notna().sum() > 0
     with pytest.raises(ValueError, match="no column 'rob2'"):
         with_trial_columns(eff, data, extra=["rob2"])
