@@ -123,12 +123,14 @@ def prediction_table(dt: xr.DataTree, spec, ci: float = 0.95) -> pd.DataFrame:
         if not mean_var or not pred_var or mean_var not in post or pred_var not in post:
             continue
         m, p = post[mean_var], post[pred_var]
+        same = set(m.dims) == set(p.dims)  # e.g. a time-course mean by time beside one prediction: no pairing
         qm, qp = _interval(m, ci), _interval(p, ci)
         mm, pm_ = m.mean(sample_dims_of(m)), p.mean(sample_dims_of(p))
         for label, sel in _elements(p):
             rows.append({"level": level, "group": label, "prediction": what,
-                         "mean": float(mm[sel]), "mean_lb": float(qm[{"quantile": 0, **sel}]),
-                         "mean_ub": float(qm[{"quantile": 2, **sel}]),
+                         "mean": float(mm[sel]) if same else np.nan,
+                         "mean_lb": float(qm[{"quantile": 0, **sel}]) if same else np.nan,
+                         "mean_ub": float(qm[{"quantile": 2, **sel}]) if same else np.nan,
                          "pi_mean": float(pm_[sel]), "pi_lb": float(qp[{"quantile": 0, **sel}]),
                          "pi_ub": float(qp[{"quantile": 2, **sel}])})
     table = pd.DataFrame(rows, columns=["level", "group", "prediction", "mean", "mean_lb", "mean_ub",
@@ -188,6 +190,8 @@ def add_prediction_columns(summary: pd.DataFrame, dt: xr.DataTree, spec, ci: flo
     out[lo], out[hi] = np.nan, np.nan
     roles = get_kind(spec.kind).roles(spec)
     for r in pred.itertuples(index=False):
+        if np.isnan(r.mean):  # not paired with a mean row
+            continue
         name = roles.overall if r.level == "overall" else f"{roles.group}[{r.group}]"
         if name in out.index:
             out.loc[name, lo], out.loc[name, hi] = r.pi_lb, r.pi_ub
