@@ -163,3 +163,21 @@ def test_trial_columns_extra_for_a_risk_of_bias_column():
     assert out["country"].notna().sum() > 0
     with pytest.raises(ValueError, match="no column 'rob2'"):
         with_trial_columns(eff, data, extra=["rob2"])
+
+
+def test_write_report_is_atomic_and_readable(tmp_path, monkeypatch):
+    import os
+
+    from bayes_koa.api import report as rep
+
+    path = rep.write_report("<!DOCTYPE html><html><body>first</body></html>", tmp_path / "report.html")
+    assert oct(path.stat().st_mode & 0o777) == "0o644"
+
+    def broken(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(rep.os, "replace", broken)
+    with pytest.raises(OSError, match="disk full"):
+        rep.write_report("<html>second</html>", tmp_path / "report.html")
+    assert "first" in path.read_text()  # the earlier page is untouched
+    assert [p.name for p in tmp_path.iterdir()] == ["report.html"]  # no temporary file left behind
