@@ -17,6 +17,7 @@ from ..spec.model_spec import ModelSpec, read_model_text, resolve_priors
 from ..spec.priors import PriorSet
 from . import binomial as _binomial  # noqa: F401  (registers the built-in kinds)
 from . import multivariate as _multivariate  # noqa: F401
+from . import network as _network  # noqa: F401
 from . import univariate as _univariate  # noqa: F401
 from .base import GROUP_COLUMN, Kind, Option, Roles, get_kind, group_dim, register, registered_kinds
 
@@ -71,9 +72,15 @@ def build_model(spec: ModelSpec, design):
 
 
 def data_values(spec: ModelSpec, design) -> dict[str, np.ndarray]:
-    """Values of every ``pm.Data`` container of the model: observations and prior parameters."""
+    """Values of every ``pm.Data`` container of the model: observations and prior parameters.
+
+    A design may list ``unused_parameters``: priors its model does not use (the network kind's
+    ``baseline`` when every trial reports contrasts only), which get no container."""
     vals = dict(design.data())
+    unused = set(getattr(design, "unused_parameters", ()))  # priors the design's model does not have
     for name, prior in spec.priors:
+        if name in unused:
+            continue
         for (_, value), dn in zip(prior.params, prior.data_names(name).values()):
             vals[dn] = np.asarray(value, dtype="float64")
     return vals

@@ -32,7 +32,7 @@ import pandas as pd
 from .files import MEASURES, SpecError
 from .priors import Prior, PriorError, PriorSet, load_prior_set, parse_prior, read_prior_tables
 
-__all__ = ["ModelSpec", "SpecError", "read_model_text", "resolve_priors", "TOP_LEVEL_KEYS"]
+__all__ = ["ModelSpec", "SpecError", "read_model_text", "resolve_priors", "element_key", "TOP_LEVEL_KEYS"]
 
 TOP_LEVEL_KEYS = ("schema_version", "name", "version", "description", "structure", "priors")
 
@@ -110,8 +110,15 @@ class ModelSpec:
             return self
         new = _overrides(priors, self.measure, origin, self.parameters)
         _check_known(new, self.parameters, self.name)
-        merged = tuple((p, new.get(p, pr)) for p, pr in self.priors)
-        return ModelSpec(**{**self.__dict__, "priors": merged})
+        positive = {p for p, pr in self.priors if pr.support == "positive"}
+        for k, pr in new.items():
+            el = element_key(k)
+            if el is not None and el[0] in positive and pr.support != "positive":
+                raise PriorError(f"prior for {k} must be on positive values (e.g. HalfNormal), got {pr}")
+        merged = [(p, new.get(p, pr)) for p, pr in self.priors]
+        added = {k: v for k, v in new.items() if k not in dict(merged) and element_key(k) is not None}
+        merged = _with_elements(merged, added)
+        return ModelSpec(**{**self.__dict__, "priors": tuple(merged)})
 
     def with_structure(self, **changes: Any) -> "ModelSpec":
         items = {**dict(self.structure), **changes}
@@ -151,13 +158,40 @@ def _overrides(priors: Mapping[str, Any] | PriorSet | str, measure: str, origin:
     if isinstance(priors, PriorSet):
         return {k: v.with_origin(f"prior set {priors.name}" + (f" ({v.origin.split(', ', 1)[1]})"
                                                                if ", from tau^2" in v.origin else ""))
-                for k, v in priors.for_measure(measure).items()
-                if k in params or (k == "beta" and any(p.startswith("beta_") for p in params))}
+                for k, v in priors.for_measure(measure).items() if _known(k, params)}
     return {k: parse_prior(v, origin=origin) for k, v in priors.items()}
 
 
+def element_key(key: str) -> tuple[str, str] | None:
+    """``"d[HA]"`` -> ``("d", "HA")``: a prior on one element of a vector parameter; else None.
+
+    Element priors are the prior grammar's one extension for vector parameters whose labels come
+    from the data (the network kind's basic parameters ``d``, one per treatment): the element's
+    prior wins over the parameter's, with the same precedence (call > model file > default). The
+    model decides whether the label exists (this module knows no data).
+    """
+    if not (isinstance(key, str) and key.endswith("]") and "[" in key):
+        return None
+    base, _, label = key[:-1].partition("[")
+    base, label = base.strip(), label.strip()
+    if not base or not label or "[" in label or "]" in label:
+        return None
+    return base, label
+
+
 def _known(key: str, params) -> bool:
-    return key in params or (key == "beta" and any(p.startswith("beta_") for p in params))
+    el = element_key(key)
+    return (key in params or (key == "beta" and any(p.startswith("beta_") for p in params))
+            or (el is not None and el[0] in params))
+
+
+def _with_elements(resolved: list[tuple[str, Prior]], elements: Mapping[str, Prior]) -> list[tuple[str, Prior]]:
+    """Put element priors (``d[HA]``) right after their parameter, labels in sorted order."""
+    out = []
+    for p, pr in resolved:
+        out.append((p, pr))
+        out += sorted(((k, v) for k, v in elements.items() if element_key(k)[0] == p), key=lambda kv: kv[0])
+    return out
 
 
 def _check_known(new: Mapping[str, Prior], params, model: str, where: str = "") -> None:
@@ -213,4 +247,12 @@ def resolve_priors(params: list[str] | tuple[str, ...], measure: str, *, model: 
         if p in positive and pr.support != "positive":
             raise PriorError(f"prior for {p} must be on positive values (e.g. HalfNormal), got {pr}")
         resolved.append((p, pr))
-    return tuple(resolved)
+    # element priors (d[HA]): call argument > model file (measure table, then default table)
+    elements: dict[str, Prior] = {}
+    for table in (file_tables.get("default", {}), file_tables.get(measure, {}), call_priors):
+        elements.update({k: v for k, v in table.items()
+                         if (el := element_key(k)) is not None and el[0] in params and k not in params})
+    for k, pr in elements.items():
+        if element_key(k)[0] in positive and pr.support != "positive":
+            raise PriorError(f"prior for {k} must be on positive values (e.g. HalfNormal), got {pr}")
+    return tuple(_with_elements(resolved, elements))

@@ -99,6 +99,10 @@ class Prior:
 
     @property
     def support(self) -> str:
+        """``"positive"`` or ``"real"``; a Uniform with ``lower >= 0`` lives on non-negative values, so
+        it may be the prior of an SD (the ``sd ~ dunif(0, 5)`` of the NICE DSU TSD2 WinBUGS code)."""
+        if self.dist == "Uniform" and self.kwargs["lower"] >= 0:
+            return "positive"
         return self.family.support
 
     def __str__(self) -> str:
