@@ -202,9 +202,114 @@ def cmd_models(args) -> int:
     return 0
 
 
+def _model_kind(model: str) -> str:
+    """The ``[structure] kind`` of a model file (name or path), read without resolving its priors."""
+    import tomllib
+
+    from .spec.files import model_path
+
+    try:
+        return str(tomllib.loads(model_path(model).read_text()).get("structure", {}).get("kind", ""))
+    except Exception:  # an unknown model: the fit below says what is wrong
+        return ""
+
+
+def _analyze_network(args) -> int:
+    """``analyze --model network``: the KOA arm table as a network (comparators as nodes, MSC treatments
+    nested in source and origin); source effects against placebo, ranks, league table, inconsistency."""
+    import warnings
+
+    from .koa.network import network_arms
+
+    t0 = time.time()
+    _check_out(args.out)
+    out = _Tee()
+    data = _load_data(args.data)
+    simulated = _is_simulated(data)
+    if simulated:
+        out(SIM_LINE)
+    out(f"bayes-koa analyze: data {getattr(data, 'source', args.data)}; outcome {args.outcome} at month "
+        f"{args.time:g}; measure {args.measure}; model {args.model} (network meta-analysis)")
+    arms = network_arms(data, args.outcome, args.time, measure=args.measure)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SamplingWarning)
+        out(f"Sampling (seed {args.seed}, {args.chains} chains x {args.draws} draws) ...")
+        res = fit(arms, args.model, priors=_priors(args.prior), measure=args.measure, study="study",
+                  treatment="treatment", seed=args.seed, draws=args.draws, tune=args.tune, chains=args.chains,
+                  progress=not args.quiet)
+    for w in caught:
+        if not issubclass(w.category, SamplingWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    out("")
+    out(res.spec.describe())
+    nodes, edges = res.network_graph()
+    out(f"\nNetwork{' (SIMULATED)' if simulated else ''}: {len(nodes)} treatments, "
+        f"{res.effects['nma_trial'].nunique()} trials, {len(edges)} directly compared pairs; "
+        f"{len(res.excluded)} rows left out")
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_rows", 500):
+        out(nodes.to_string(index=False))
+        diag = res.diagnostics()
+        probs = diag.attrs["problems"]
+        out(f"\nDiagnostics: {diag.attrs['divergences']} divergences; max R-hat {diag['r_hat'].max():.3f}; "
+            f"min bulk ESS {diag['ess_bulk'].min():.0f}")
+        out("  OK" if not probs else "  PROBLEMS:\n  - " + "\n  - ".join(probs))
+        if probs:
+            out(PROBLEM_BANNER)
+        summ = res.summary(include_trials=False)
+        ref = res.league().attrs["reference"]
+        out(f"\nPosterior summary{' (SIMULATED)' if simulated else ''} (effects against {ref}; negative = benefit; "
+            "95% equal-tailed intervals):")
+        cols = ["what", "mean", "eti95_lb", "median", "eti95_ub", "p_benefit", "n_comparisons"]
+        out(summ[[c for c in cols if c in summ]].round(3).to_string())
+        rankings = {}
+        for level, what in (("source", "cell sources"), ("origin", "source x origin cells"), ("treatment", "all nodes")):
+            if level not in res.kind.rank_levels(res.spec) and level != "origin":
+                continue
+            try:
+                rankings[level] = res.rank(level)
+            except ValueError:
+                continue
+            out(f"\nRanking of {what}{' (SIMULATED)' if simulated else ''} (rank 1 = largest benefit; SUCRA with its "
+                "95% interval; P(rank = k)):")
+            out(_compact_ranking(rankings[level]).to_string(index=False))
+        league = res.league()
+        out(f"\nLeague table{' (SIMULATED)' if simulated else ''}: row minus column, mean (95% interval):")
+        out(res.league(wide=True, digits=1).to_string())
+        ind = res.indirect_only()
+        out(f"\nInformed only indirectly (no trial compares them): {len(ind)} of {len(league) // 2} pairs")
+        check = res.inconsistency()
+        out(f"\nInconsistency check{' (SIMULATED)' if simulated else ''}: {check.statement}")
+    out(f"\nElapsed {time.time() - t0:.1f} s")
+    if args.out:
+        with _staged(Path(args.out)) as folder:
+            _write_csv(summ, folder / "summary.csv", simulated)
+            _write_csv(league, folder / "league.csv", simulated, index=False)
+            _write_csv(res.priors, folder / "priors.csv", simulated, index=False)
+            _write_csv(arms, folder / "arms.csv", simulated, index=False)
+            _write_csv(res.excluded, folder / "excluded.csv", simulated, index=False)
+            for level, table in rankings.items():
+                _write_csv(table, folder / f"ranking_{level}.csv", simulated, index=False)
+            try:
+                import matplotlib
+
+                matplotlib.use("Agg")
+                res.plot_network(save=folder / "network.png")
+            except ImportError as e:  # plots module not available
+                out(f"plots skipped: {e}")
+            res.save(folder / "result.nc")
+            (folder / "report.txt").write_text("\n".join(out.lines) + "\n")
+        print(f"Report written to {args.out}/ (summary, league, rankings, priors, arms, network.png, result.nc)")
+    if probs:
+        print(PROBLEM_BANNER, file=sys.stderr)
+        return EXIT_DIAGNOSTICS
+    return 0
+
+
 def cmd_analyze(args) -> int:
     import warnings
 
+    if _model_kind(args.model) == "network":
+        return _analyze_network(args)
     t0 = time.time()
     _check_out(args.out)
     out = _Tee()

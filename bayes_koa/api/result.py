@@ -25,14 +25,17 @@ from ..inference.store import load_datatree, save_datatree, table_from_attr, tab
 from ..kinds import get_kind, spec_from_text
 from ..kinds import binomial as _binomial
 from ..kinds import multivariate as _multivariate
+from ..kinds import network as _network
 from ..koa import claims as _claims
 from ..koa import mcid as _mcid
 from ..plots import arviz as _azplots
 from ..plots import figures as _plots
 from ..plots import funnel as _funnel
+from ..plots import network as _netplots
 from ..spec.model_spec import ModelSpec
 from ..workflows import evidence as _evidence
 from ..workflows import influence as _influence
+from ..workflows import network as _netcheck
 from ..workflows import sensitivity as _sensitivity
 
 __all__ = ["MetaAnalysis", "load"]
@@ -270,6 +273,27 @@ class MetaAnalysis:
     def cumulative(self, by: str = "year", **kwargs) -> pd.DataFrame:
         """Cumulative meta-analysis by ``by`` (year): :func:`bayes_koa.workflows.evidence.cumulative`."""
         return self._with_diagnostics(_evidence.cumulative(self, by, **kwargs))
+
+    # -- network models (bayes_koa.kinds.network, workflows.network, plots.network) -------------
+    def league(self, **kwargs) -> pd.DataFrame:
+        """Network models: every pairwise relative effect (league table); ``wide=True`` for the matrix."""
+        return _network.league_table(self, **kwargs)
+
+    def indirect_only(self) -> pd.DataFrame:
+        """Network models: the pairs of treatments no trial compares directly."""
+        return _network.indirect_only(self)
+
+    def network_graph(self):
+        """Network models: (nodes, edges) tables of the network fitted."""
+        return _network.network_graph(self)
+
+    def inconsistency(self, **kwargs):
+        """Network models: UME vs consistency by LOO where the network has loops, else a statement."""
+        return _netcheck.inconsistency(self, **kwargs)
+
+    def plot_network(self, **kwargs):
+        """Network models: the network graph (node area = patients, edge width = trials)."""
+        return _netplots.plot_network(self, **kwargs)
 
     # -- standard Bayesian plots, drawn by arviz-plots (bayes_koa.plots.arviz) -------------------
     def plot_trace(self, var_names=None, **kwargs):
