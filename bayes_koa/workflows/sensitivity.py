@@ -87,8 +87,11 @@ def _set_name(overrides: Mapping[str, Any]) -> str:
 
 
 def _touches(spec: ModelSpec, priors: Mapping[str, Prior]) -> list[str]:
+    from ..spec.model_spec import element_key
+
     params = spec.parameters
-    return [k for k in priors if k in params or (k == "beta" and any(p.startswith("beta_") for p in params))]
+    return [k for k in priors if k in params or (k == "beta" and any(p.startswith("beta_") for p in params))
+            or ((el := element_key(k)) is not None and el[0] in params)]  # element priors: d[HA]
 
 
 def resolve_prior_sets(spec: ModelSpec, prior_sets=None) -> tuple[list[tuple[str, ModelSpec]], pd.DataFrame]:

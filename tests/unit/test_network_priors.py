@@ -85,3 +85,26 @@ def test_uniform_from_zero_is_a_prior_for_an_sd():
     assert str(spec.prior_dict["tau"]) == "Uniform(lower=0, upper=5)"
     with pytest.raises(PriorError, match="tau must be on positive values"):
         load_spec("network", measure="logOR", levels=[], priors={"tau": "Uniform(lower=-1, upper=5)"})
+
+
+def test_comparator_evidence_prior_set_is_cited_and_sweeps_d_ha_only_under_smd():
+    """The shipped set: HA vs placebo from a published knee-OA network meta-analysis (SMD 0.34, 95% CrI
+    0.26 to 0.42, favouring HA), written in the package's direction (negative = benefit) with
+    sigma = half the CrI width / 1.96; MD fits skip it (no MD value was found)."""
+    from bayes_koa.spec.priors import load_prior_set
+    from bayes_koa.workflows.sensitivity import resolve_prior_sets
+
+    ps = load_prior_set("comparator_evidence")
+    assert "0.34" in ps.citation and "0.26 to 0.42" in ps.citation and "https://" in ps.citation
+    pr = ps.for_measure("SMD")["d[HA]"]
+    assert pr.kwargs["mu"] == pytest.approx(-0.34) and pr.kwargs["sigma"] == pytest.approx((0.42 - 0.26) / 2 / 1.96, abs=5e-4)
+    specs, skipped = resolve_prior_sets(load_spec("network", measure="SMD"), "comparator_evidence")
+    (name, spec), = specs
+    assert name == "comparator_evidence" and spec.prior_dict["d[HA]"] == pr and len(skipped) == 0
+    assert str(spec.prior_dict["d"]) == str(load_spec("network", measure="SMD").prior_dict["d"])  # others unchanged
+    with pytest.warns(UserWarning, match="comparator_evidence: no \\[priors.MD\\] table"):
+        specs, skipped = resolve_prior_sets(load_spec("network", measure="MD"), "comparator_evidence")
+    assert specs == [] and list(skipped["prior_set"]) == ["comparator_evidence"]
+    # a model without d skips it, with the reason
+    _, skipped = resolve_prior_sets(load_spec("source_hierarchical", measure="SMD"), None)
+    assert "comparator_evidence" in set(skipped["prior_set"])
