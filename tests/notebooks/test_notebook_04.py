@@ -1,0 +1,46 @@
+"""Notebook 04 (network meta-analysis): it runs, and it shows what it says it shows."""
+
+import re
+import time
+
+import pytest
+
+from .run import run_notebook, shown
+
+
+@pytest.mark.notebook
+def test_notebook_04_shows_the_network_analysis(tmp_path):
+    t0 = time.time()
+    nb = run_notebook("04_network_meta_analysis.ipynb", tmp_path)
+    seconds = time.time() - t0
+    arms = shown(nb, "arms")
+    assert "SIMULATED: True" in arms and "placebo" in arms and "HA" in arms
+    assert "SIMULATED" in shown(nb, "fit")
+    # the graph's nodes are the network's treatments; comparators and MSC cells both
+    graph = shown(nb, "graph")
+    n_nodes = int(re.search(r"SIMULATED network: (\d+) nodes", graph).group(1))
+    assert n_nodes >= 6 and "BM autologous" in graph and "placebo" in graph
+    # source effects vs placebo beside the stated truth (BM -0.45, UC -0.85, AD -0.68)
+    src = shown(nb, "source-effects")
+    assert "SIMULATED" in src
+    for s, truth in (("BM", "-0.45"), ("UC", "-0.85"), ("AD", "-0.68")):
+        assert re.search(rf"source_effect\[{s}\]\s+{truth}", src), src
+    assert "d[HA, placebo]" in shown(nb, "basic") and "tau" in shown(nb, "basic")
+    # three ranking levels, each with SUCRA and its interval; SUCRA inside its interval
+    ranks = shown(nb, "ranks")
+    for level in ("source", "origin", "treatment"):
+        assert f"SIMULATED ranking ({level}):" in ranks
+    for m in re.finditer(r"^\s*(\S.*?)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$", ranks, re.M):
+        sucra, lo, hi = float(m.group(4)), float(m.group(5)), float(m.group(6))
+        assert 0 <= lo <= sucra <= hi <= 1, m.group(0)
+    # the league table is square over the nodes, its diagonal the node names
+    league = shown(nb, "league")
+    assert league.count("(") >= n_nodes * (n_nodes - 1)
+    assert re.search(r"of \d+ pairs are informed only indirectly", shown(nb, "indirect"))
+    inc = shown(nb, "inconsistency")
+    assert "SIMULATED:" in inc and ("elpd_loo UME - consistency" in inc or "no loops" in inc)
+    ext = shown(nb, "comparator-evidence")
+    assert "0.34" in ext and "P(best), comparator_evidence" in ext
+    pooled = shown(nb, "pooled")
+    assert "network P(best)" in pooled and "pooled P(best)" in pooled
+    print(f"notebook 04 executed in {seconds:.0f} s")
