@@ -215,6 +215,7 @@ class NetworkDesign:
         vals = {"y": self.y, "trial_idx": self.obs_trial, "M": self.M}
         if self.arm_pair is None:  # consistency: the Deterministic delta reads them
             vals["arm_index"] = self.arm_index
+            vals["trial_base_node"] = self.trial_base_treat
         if self.family != "binomial":
             vals["sd_obs"] = self.sd
         if self.family != "normal":
@@ -893,8 +894,11 @@ def build(spec, design: NetworkDesign):
             pm.Deterministic("d", d_nonref[:, None], dims=("treatment", "reference"))
             d_full = pt.concatenate([pt.zeros(1), d_nonref])
             arm_index = pm.Data("arm_index", design.arm_index, dims=("arm_field", "arm"))
+            # each trial's baseline node (= arm_index[1] by arm); its dim keeps the trial labels in
+            # constant_data, which leave-one-trial-out reads (no posterior variable is over trials)
+            trial_base_node = pm.Data("trial_base_node", design.trial_base_treat, dims="trial")
             non_b = np.array([design.arm.index(a) for a in design.contrast], dtype=np.int64)
-            delta = d_full[arm_index[0]] - d_full[arm_index[1]]
+            delta = d_full[arm_index[0]] - d_full[trial_base_node[arm_index[2]]]
             if design.R.shape[1]:
                 delta = delta + tau * pt.dot(pm.Data("R", design.R, dims=("arm", "contrast")), z)
             pm.Deterministic("delta", delta[non_b], dims="contrast")
@@ -936,7 +940,12 @@ def add_predictions(dt, spec, seed: int) -> None:
     reference: every class SD and tau enter) and ``theta_new_source`` (a new product of each source
     in a new trial; the origin SD enters too)."""
     post = dt["posterior"].to_dataset()
+    if "constant_data" in dt.children and "trial" in dt["constant_data"].coords and "trial" not in post.coords:
+        # no posterior variable is over trials (baselines are over baseline_trial): give the posterior the
+        # trial labels, which leave-one-trial-out reads with constant_data/trial_idx
+        post = post.assign_coords(trial=dt["constant_data"]["trial"].values)
     if "d" not in post:
+        dt["posterior"] = xr.DataTree(post)
         return
     post["node_effect"] = node_effects(post)
     if "d_msc" in post:

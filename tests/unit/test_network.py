@@ -362,3 +362,61 @@ def test_plot_network_of_a_result(koa_fit):
     nodes = {c.get_gid() for c in ax.collections if str(c.get_gid()).startswith("node:")}
     assert nodes == {f"node:{t}" for t in koa_fit.dt["posterior"]["node"].values}
     plt.close(fig)
+
+
+def test_result_delegates_the_network_helpers(koa_fit):
+    res = koa_fit
+    assert res.league().equals(nw.league_table(res))
+    assert res.league(wide=True).shape == (10, 10)
+    assert res.indirect_only().equals(nw.indirect_only(res))
+    nodes, edges = res.network_graph()
+    assert list(nodes["treatment"]) == [str(x) for x in res.dt["posterior"]["node"].values]
+    # every directly compared pair is an edge, every other pair is indirect-only
+    assert len(edges) + len(res.indirect_only()) == len(nodes) * (len(nodes) - 1) // 2
+    import matplotlib.pyplot as plt
+
+    fig = res.plot_network()
+    assert {c.get_gid() for c in fig.axes[0].collections if str(c.get_gid()).startswith("node:")} == \
+        {f"node:{t}" for t in nodes["treatment"]}
+    plt.close(fig)
+
+
+def test_ppc_and_leave_one_trial_out_on_a_network_fit(koa_fit):
+    """PPC per arm row; influence leaves one *trial* out (all its arms): PSIS on the per-trial sums of the
+    arm log-likelihoods, whose values are checked here against the sums by hand."""
+    import warnings
+
+    from bayes_koa.analysis.checks import ParetoKWarning, _elpd
+
+    res = koa_fit
+    ppc = res.ppc()
+    assert len(ppc) == len(res.dt["observed_data"]["y_obs"])
+    assert ((ppc["pp_lower"] <= ppc["pp_mean"]) & (ppc["pp_mean"] <= ppc["pp_upper"])).all()
+    elpd, how = _elpd(res, None, by_trial=True)
+    ll = res.dt["log_likelihood"]["y_obs"].values
+    idx = res.dt["constant_data"]["trial_idx"].values
+    trials = list(res.dt["posterior"]["trial"].values)
+    assert trials == list(dict.fromkeys(res.effects["nma_trial"]))
+    t = 3
+    np.testing.assert_allclose(elpd.log_likelihood_.values[..., t], ll[..., idx == t].sum(axis=-1))
+    assert "per trial" in how and len(elpd.pareto_k) == len(trials)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ParetoKWarning)
+        inf = res.influence(refit_threshold_k=None)
+    assert list(inf["trial"]) == trials and np.isfinite(inf["mu_mean"]).all()
+
+
+@pytest.mark.slow
+def test_cli_analyze_network_prints_the_network_report(tmp_path, capsys):
+    from bayes_koa.cli import main
+
+    code = main(["analyze", "--model", "network", "--draws", "300", "--tune", "300", "--chains", "2", "--quiet",
+                 "--out", str(tmp_path / "net")])
+    text = capsys.readouterr().out
+    assert code in (0, 3)  # 3: sampling problems, stated in the report (short chains here)
+    assert text.startswith("SIMULATED")
+    for part in ("source_effect[BM]", "Ranking of cell sources (SIMULATED)", "Ranking of all nodes", "SUCRA [95% CrI]",
+                 "League table (SIMULATED)", "Informed only indirectly", "Inconsistency check (SIMULATED)"):
+        assert part in text, part
+    for f in ("summary.csv", "league.csv", "ranking_source.csv", "network.png", "result.nc", "report.txt"):
+        assert (tmp_path / "net" / f).exists(), f
