@@ -21,12 +21,13 @@ inconsistency, pass a fit with ``structure={"levels": []}``.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from ..analysis.checks import compare
+from ..analysis.checks import ParetoKWarning, compare
 from ..inference.sampling import sample_spec, sampler_settings
 from ..kinds import get_kind, prepare
 from ..kinds.network import loops, node_effects
@@ -83,7 +84,9 @@ def inconsistency(result, ci: float = 0.95) -> InconsistencyCheck:
     dt.attrs["bayes_koa_structure"] = json.dumps(spec.structure_json())
     dt.attrs["bayes_koa_priors"] = json.dumps({p: {"prior": str(pr), "from": pr.origin} for p, pr in spec.priors})
     ume = type(result)(dt=dt, spec=spec, effects=design.rows, excluded=result.excluded)
-    table = compare({"consistency": result, "UME": ume})
+    with warnings.catch_warnings():  # high Pareto k is stated in the statement below
+        warnings.simplefilter("ignore", ParetoKWarning)
+        table = compare({"consistency": result, "UME": ume})
     post_c, post_u = result.dt["posterior"], dt["posterior"]
     ne = node_effects(post_c.to_dataset())
     draws_c = ne.transpose("chain", "draw", "node").values.reshape(-1, ne.sizes["node"])
@@ -118,6 +121,12 @@ def inconsistency(result, ci: float = 0.95) -> InconsistencyCheck:
     text = (f"{info['statement']} elpd_loo UME - consistency = {diff:.2f} (SE {dse:.2f}): {verdict}."
             + ("" if tau is None else f" Between-trial SD: consistency {tau.loc['consistency', 'median']:.3g}, "
                f"UME {tau.loc['UME', 'median']:.3g} (posterior medians)."))
+    n_high = {m: int(table.loc[m, "n_high_k"]) for m in table.index}
+    if any(n_high.values()):
+        n_obs = int(result.dt["observed_data"]["y_obs"].size)
+        text += (f" Caution: PSIS-LOO is over the {n_obs} arm rows, and {n_high['consistency']} (consistency) / "
+                 f"{n_high['UME']} (UME) of them have Pareto k above the threshold (an arm-based model: each arm "
+                 "informs its own trial's baseline), so the elpd difference is approximate.")
     if result.spec.get("levels", ()):
         text += (" The consistency fit has the MSC class model, the UME fit has not: refit with levels = [] to "
                  "separate inconsistency from the class assumption.")
