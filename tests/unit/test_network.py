@@ -416,7 +416,25 @@ def test_cli_analyze_network_prints_the_network_report(tmp_path, capsys):
     assert code in (0, 3)  # 3: sampling problems, stated in the report (short chains here)
     assert text.startswith("SIMULATED")
     for part in ("source_effect[BM]", "Ranking of cell sources (SIMULATED)", "Ranking of all nodes", "SUCRA [95% CrI]",
-                 "League table (SIMULATED)", "Informed only indirectly", "Inconsistency check (SIMULATED)"):
+                 "League table (SIMULATED)", "Informed only indirectly", "Inconsistency check (SIMULATED)",
+                 "re-based on the network (SIMULATED)", "Beside it, the pooled model source_hierarchical",
+                 "comparators (trials)"):
         assert part in text, part
-    for f in ("summary.csv", "league.csv", "ranking_source.csv", "network.png", "result.nc", "report.txt"):
+    for f in ("summary.csv", "league.csv", "claims.csv", "network_vs_pooled.csv", "ranking_source.csv", "network.png",
+              "result.nc", "report.txt"):
         assert (tmp_path / "net" / f).exists(), f
+
+
+def test_claims_are_re_based_on_the_network(koa_fit):
+    """The paper's source claims read the network's source effects against placebo (a common
+    comparator): P(UC first) is the ranking's P(best) of UC; the origin claims read the cells; the
+    injection and time-course claims need terms the network has not, and say so."""
+    res = koa_fit
+    c = res.claims().set_index("claim_id")
+    p_best = res.rank("source").set_index("source").loc["UC", "p_best"]
+    assert c.loc["uc_first", "probability"] == pytest.approx(p_best, abs=1e-12)
+    ce = res.dt["posterior"]["cell_effect"]
+    auto, allo = ce.sel(source="AD", origin="autologous"), ce.sel(source="AD", origin="allogeneic")
+    assert c.loc["ad_autologous_better", "probability"] == pytest.approx(float((auto < allo).mean()), abs=1e-12)
+    for cid in ("four_vs_two_injections", "better_at_month_3"):
+        assert np.isnan(c.loc[cid, "probability"]) and c.loc[cid, "interpretation"].startswith("not estimable")
