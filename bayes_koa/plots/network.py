@@ -77,7 +77,8 @@ def plot_network(result, ax=None, *, max_node_area: float = 1800.0, min_node_are
     ax.axis("off")
     what = "patients" if size_by == "n_patients" else "arms"
     n_trials = rows["nma_trial"].nunique()
-    ax.set_title(title or f"Network: {k} treatments, {n_trials} trials (node area = {what}, edge width = trials)",
+    sim = "SIMULATED data. " if bool(getattr(result, "simulated", False)) else ""
+    ax.set_title(title or f"{sim}Network: {k} treatments, {n_trials} trials (node area = {what}, edge width = trials)",
                  fontsize=10)
     if save is not None:
         fig.savefig(Path(save), dpi=DPI)

@@ -361,6 +361,7 @@ def test_plot_network_of_a_result(koa_fit):
     ax = fig.axes[0]
     nodes = {c.get_gid() for c in ax.collections if str(c.get_gid()).startswith("node:")}
     assert nodes == {f"node:{t}" for t in koa_fit.dt["posterior"]["node"].values}
+    assert ax.get_title().startswith("SIMULATED data. Network: 10 treatments")
     plt.close(fig)
 
 
