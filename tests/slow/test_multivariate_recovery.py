@@ -83,7 +83,7 @@ def runs() -> pd.DataFrame:
         # 3 times, minus the times after a trial's follow-up)
         assert excluded.empty and len(design.row) == 3 * 432
         # no warning filter: sample_spec itself warns about nothing; sampler health is asserted below
-        dt = sample_spec(spec, design, seed=seed, draws=1500, tune=1000, extra_groups=False)
+        dt = sample_spec(spec, design, seed=seed, draws=2000, tune=2000, extra_groups=False)  # 1500/1000: mu R-hat 1.016 in one seed
         post = dt["posterior"]
         health = diagnose(dt, var_names=["mu", "tau", "overall_by_time", "source_time_mean"])
         # a coverage count from a fit that did not converge would mean nothing: R-hat and ESS must pass,
