@@ -381,9 +381,12 @@ def cmd_analyze(args) -> int:
     out("")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SamplingWarning)
-        out(f"Sampling (seed {args.seed}, {args.chains} chains x {args.draws} draws) ...")
+        out(f"Sampling (seed {args.seed}) ...")
         res = fit(eff, args.model, priors=priors, outcome=args.outcome, time=args.time, seed=args.seed,
                   draws=args.draws, tune=args.tune, chains=args.chains, progress=not args.quiet)
+    st = res.provenance["sampler_settings"]
+    out(f"Sampled {st['chains']} chains x ({st['tune']} tune + {st['draws']} draws) at target_accept "
+        f"{st['target_accept']:g} (" + ", ".join(f"{k} from {v}" for k, v in st.get("from", {}).items()) + ")")
     out("")
     out(res.spec.describe())
     out("")
@@ -392,6 +395,8 @@ def cmd_analyze(args) -> int:
     out(f"Diagnostics: {diag.attrs['divergences']} divergences; max R-hat {diag['r_hat'].max():.3f}; "
         f"min bulk ESS {diag['ess_bulk'].min():.0f}; min tail ESS {diag['ess_tail'].min():.0f}")
     out("  OK" if not probs else "  PROBLEMS:\n  - " + "\n  - ".join(probs))
+    for note in diag.attrs.get("notes", []):
+        out(f"  note: {note}")
     if probs:
         out("")
         out(PROBLEM_BANNER)
@@ -671,9 +676,9 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--prior", action="append", metavar="NAME=SPEC",
                    help="e.g. --prior tau='HalfNormal(sigma=10)' (repeatable); wins over the model file")
     a.add_argument("--seed", type=int, default=20261126)
-    a.add_argument("--draws", type=_count(1), default=2000)
-    a.add_argument("--tune", type=_count(0), default=2000)
-    a.add_argument("--chains", type=_count(1), default=4)
+    a.add_argument("--draws", type=_count(1), default=None, help="default: the model kind's measured setting")
+    a.add_argument("--tune", type=_count(0), default=None, help="default: the model kind's measured setting")
+    a.add_argument("--chains", type=_count(1), default=None, help="default: 4")
     a.add_argument("--quiet", action="store_true", help="no progress bar")
     a.add_argument("--refits", choices=("quick", "fit", "none"), default="quick",
                    help="report.html's refits (evidence sensitivity, cumulative, PET model): 'quick' (default: "

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-__all__ = ["diagnose", "SamplingWarning", "RHAT_MAX", "ESS_PER_CHAIN_MIN", "diagnostics_flag"]
+__all__ = ["diagnose", "SamplingWarning", "RHAT_MAX", "ESS_PER_CHAIN_MIN", "diagnostics_flag", "adaptive_refit"]
 
 
 class SamplingWarning(UserWarning):
@@ -77,8 +77,28 @@ def diagnose(dt: xr.DataTree, var_names: list[str] | None = None) -> pd.DataFram
         problems.append(f"{depth_hits} of {n_chain * n_draw} draws hit the maximum tree depth: the sampler "
                         "could not finish its trajectories, so it explores slowly. Reparameterise or use "
                         "more informative priors on the SDs.")
-    table.attrs.update(divergences=n_div, max_treedepth_hits=depth_hits, draws=n_chain * n_draw, chains=n_chain, problems=problems)
+    refit = adaptive_refit(dt)
+    notes = []
+    if refit and refit.get("refit"):
+        notes.append(f"adaptive refit: the first fit at target_accept {refit['target_accept']:g} had "
+                     f"{refit['divergences']} divergent transitions; these draws are from a refit at "
+                     f"target_accept {refit['refit_target_accept']:g} ({refit['refit_divergences']} divergences)")
+    table.attrs.update(divergences=n_div, max_treedepth_hits=depth_hits, draws=n_chain * n_draw, chains=n_chain,
+                       problems=problems, adaptive_refit=refit, notes=notes)
     return table
+
+
+def adaptive_refit(dt: xr.DataTree) -> dict | None:
+    """The adaptive-refit record a fit wrote (``sampler_settings["adaptive_refit"]``), or None."""
+    import json
+
+    raw = dt.attrs.get("bayes_koa_sampler_settings")
+    if not raw:
+        return None
+    try:
+        return json.loads(raw).get("adaptive_refit")
+    except (TypeError, ValueError, AttributeError):
+        return None
 
 
 def _extreme(values: pd.Series, how) -> float:
@@ -93,4 +113,6 @@ def diagnostics_flag(diag: pd.DataFrame) -> dict:
     return {"ok": not a["problems"], "divergences": int(a["divergences"]),
             "max_treedepth_hits": int(a.get("max_treedepth_hits", 0)),
             "max_r_hat": _extreme(diag["r_hat"], max), "min_ess_bulk": _extreme(diag["ess_bulk"], min),
-            "problems": list(a["problems"])}
+            "problems": list(a["problems"]),
+            "adaptive_refit": bool((a.get("adaptive_refit") or {}).get("refit", False)),
+            "notes": list(a.get("notes", []))}
