@@ -96,7 +96,7 @@ def fit_spec(spec, effects: pd.DataFrame, *, outcome=None, time=None, lower_is_b
     dt = sample_spec(spec, design, seed=seed, draws=int(settings["draws"]), tune=int(settings["tune"]),
                      chains=int(settings["chains"]), sampler=str(settings["sampler"]),
                      target_accept=float(settings["target_accept"]), progress=progress, adapt=adapt,
-                     extra_groups=True)
+                     extra_groups=("prior",))  # log_likelihood, log_prior: result.require(), when asked
     adaptation = json.loads(dt.attrs.pop(ADAPTATION_ATTR))
     if adaptation["refit"]:  # the draws kept are the refit's: record its target_accept
         settings = {**settings, "target_accept": adaptation["refit_target_accept"]}
@@ -133,8 +133,8 @@ def fit_spec(spec, effects: pd.DataFrame, *, outcome=None, time=None, lower_is_b
         "bayes_koa_versions": json.dumps(versions()),
         "bayes_koa_created": pd.Timestamp.now(tz="UTC").isoformat(),
     })
-    result = MetaAnalysis(dt=dt, spec=spec, effects=design.rows, excluded=excluded)
-    diag = diagnose(dt)
+    result = MetaAnalysis(dt=dt, spec=spec, effects=design.rows, excluded=excluded, _design=design)
+    diag = result.diagnostics()
     if warn and diag.attrs["problems"]:
         warnings.warn("Sampling problems:\n- " + "\n- ".join(diag.attrs["problems"]), SamplingWarning, stacklevel=3)
     return result

@@ -352,7 +352,9 @@ def claims_from_result(result, margin: float | None = None, time_months: float =
     table["time_months"] = p.get("time", "")
     table["data"] = ("SIMULATED: " if result.simulated else "") + str(p.get("data_source", ""))
     table["data_sha256"] = p.get("data_sha256", "")
-    table.attrs["diagnostics"] = diagnostics_flag(diagnose(result.dt))
+    # the result's own (cached) diagnostics when it has them: diagnose once per fit
+    diag = result.diagnostics() if hasattr(result, "diagnostics") else diagnose(result.dt)
+    table.attrs["diagnostics"] = diagnostics_flag(diag)
     table["diagnostics_ok"] = table.attrs["diagnostics"]["ok"]
     return table
 
