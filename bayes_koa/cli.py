@@ -532,7 +532,7 @@ def cmd_claims(args) -> int:
             warnings.simplefilter("ignore", SamplingWarning)  # reported below, per model
             try:
                 res = fit(eff, model, outcome=outcome if when is not None else None, time=when,
-                          seed=args.seed, draws=args.draws, tune=args.draws)
+                          seed=args.seed, draws=args.draws, tune=args.draws, groups=())
             except ValueError as e:  # e.g. the data have no rows this model can use
                 out(f"{model}: not fitted ({e})")
                 continue
@@ -709,7 +709,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--data", default="simulated")
     c.add_argument("--out", default=None)
     c.add_argument("--seed", type=int, default=20261126)
-    c.add_argument("--draws", type=_count(1), default=2000)
+    c.add_argument("--draws", type=_count(1), default=None,
+                   help="draws = tune per model (default: each model kind's measured setting)")
     c.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     c.set_defaults(func=cmd_claims)
 

@@ -39,7 +39,7 @@ def fit(effects: pd.DataFrame, model: str = "source_hierarchical", priors: Mappi
         seed: int | None = None, draws: int | None = None, tune: int | None = None, chains: int | None = None,
         sampler: str | None = None, target_accept: float | None = None, progress: bool = False,
         structure: Mapping[str, Any] | None = None, warn: bool = True, adapt: bool = True,
-        **selection: Any) -> MetaAnalysis:
+        groups: tuple[str, ...] = ("prior",), **selection: Any) -> MetaAnalysis:
     """Fit a model file to a table and return a :class:`~bayes_koa.api.result.MetaAnalysis`.
 
     ``effects``: the table of :func:`bayes_koa.effect_sizes`, or any DataFrame with ``trial_id``,
@@ -57,7 +57,9 @@ def fit(effects: pd.DataFrame, model: str = "source_hierarchical", priors: Mappi
     come from the kind (``Kind.sampler_defaults``, chosen by benchmarks/sampler_settings.md), then
     :data:`bayes_koa.inference.sampling.DEFAULT_SETTINGS`; ``provenance["sampler_settings"]`` records
     the ones used and where each came from. ``adapt``: a fit with divergences is refitted once at a
-    higher target_accept; the record (``provenance["adaptation"]``, ``diagnostics().attrs``) says so.
+    higher target_accept; the record (``provenance["sampler_settings"]["adaptive_refit"]``,
+    ``diagnostics().attrs``) says so. ``groups``: extra groups stored at once (default the prior draws);
+    the others ("log_likelihood", "log_prior") are computed when first asked for (``result.require``).
     ``selection``: kind-specific options for picking rows (e.g. the network kind's ``study=``,
     ``treatment=``, ``reference=``).
     """
@@ -69,12 +71,13 @@ def fit(effects: pd.DataFrame, model: str = "source_hierarchical", priors: Mappi
     settings = {k: v for k, v in dict(draws=draws, tune=tune, chains=chains, sampler=sampler,
                                       target_accept=target_accept).items() if v is not None}
     return fit_spec(spec, effects, outcome=outcome, time=time, lower_is_better=lower_is_better, seed=seed,
-                    settings=settings, progress=progress, warn=warn, adapt=adapt, **selection)
+                    settings=settings, progress=progress, warn=warn, adapt=adapt, groups=groups, **selection)
 
 
 def fit_spec(spec, effects: pd.DataFrame, *, outcome=None, time=None, lower_is_better: bool = True,
              seed: int | None = None, settings: Mapping[str, Any] | None = None, progress: bool = False,
-             warn: bool = True, adapt: bool = True, **selection: Any) -> MetaAnalysis:
+             warn: bool = True, adapt: bool = True, groups: tuple[str, ...] = ("prior",),
+             **selection: Any) -> MetaAnalysis:
     """:func:`fit` for a resolved :class:`~bayes_koa.spec.ModelSpec`."""
     kind_defaults = get_kind(spec.kind).sampler_defaults(spec)
     given = dict(settings or {})
@@ -96,7 +99,7 @@ def fit_spec(spec, effects: pd.DataFrame, *, outcome=None, time=None, lower_is_b
     dt = sample_spec(spec, design, seed=seed, draws=int(settings["draws"]), tune=int(settings["tune"]),
                      chains=int(settings["chains"]), sampler=str(settings["sampler"]),
                      target_accept=float(settings["target_accept"]), progress=progress, adapt=adapt,
-                     extra_groups=("prior",))  # log_likelihood, log_prior: result.require(), when asked
+                     extra_groups=tuple(groups))  # the others: result.require(), when asked
     adaptation = json.loads(dt.attrs.pop(ADAPTATION_ATTR))
     if adaptation["refit"]:  # the draws kept are the refit's: record its target_accept
         settings = {**settings, "target_accept": adaptation["refit_target_accept"]}

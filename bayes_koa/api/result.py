@@ -107,7 +107,7 @@ class MetaAnalysis:
         from ..inference.sampling import add_groups
 
         missing = [g for g in groups if g not in self.dt.children]
-        if missing:
+        if missing and "posterior" in self.dt.children:  # nothing to compute from without draws
             if self._design is None:
                 from ..kinds import prepare
 
