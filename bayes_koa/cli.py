@@ -588,7 +588,7 @@ def cmd_sensitivity(args) -> int:
           f"{args.time:g}; measure {args.measure}; model {args.model}")
     eff = _effects_for(data, args.measure, args.outcome)
     sets = [s.strip() for s in args.prior_sets.split(",") if s.strip()] if getattr(args, "prior_sets", None) else None
-    tune = int(getattr(args, "tune", None) or args.draws)  # as the main job: tune = draws
+    tune = getattr(args, "tune", None) or args.draws  # as the main job: tune = draws (None: the kind's setting)
     show = _progress(args, "sensitivity")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SamplingWarning)
@@ -598,9 +598,10 @@ def cmd_sensitivity(args) -> int:
                   tune=tune, chains=args.chains)
         if show:
             show(2, 2, f"sweep of {len(sets) if sets else 'all'} prior sets (compiled once per prior family)")
+        st = res.provenance["sampler_settings"]
         print(f"Reference fit: {len(res.effects)} comparisons used, {len(res.excluded)} left out; seed {args.seed}, "
-              f"{args.chains} chains x {args.draws} draws")
-        sweep = res.sensitivity(sets)
+              f"{st['chains']} chains x {st['draws']} draws at target_accept {st['target_accept']:g}")
+        sweep = res.sensitivity(sets, method=args.method)
     for w in caught:
         print(f"warning: {w.message}")
     print("")
@@ -700,9 +701,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default="source_hierarchical")
     s.add_argument("--prior-sets", default=None, help="comma-separated names (default: all that fit the measure)")
     s.add_argument("--seed", type=int, default=20261126)
-    s.add_argument("--draws", type=_count(1), default=2000)
-    s.add_argument("--chains", type=_count(1), default=4)
+    s.add_argument("--draws", type=_count(1), default=None, help="default: the model kind's measured setting")
+    s.add_argument("--chains", type=_count(1), default=None, help="default: 4")
     s.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+    s.add_argument("--method", default="psis", choices=("psis", "auto", "mcmc", "exact"),
+                   help="psis (default): reweight the fitted draws, refit where Pareto k is high; "
+                        "auto: exact quadrature where possible, else refit every set")
     s.set_defaults(func=cmd_sensitivity)
 
     c = sub.add_parser("claims", help="fit the models behind each of the paper's claims and print the claims table")

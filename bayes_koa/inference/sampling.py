@@ -125,6 +125,30 @@ def _run(comp: _Compiled, values: dict, *, sampler, draws, tune, chains, seed, c
     return dt
 
 
+def _attach_data(dt: xr.DataTree, model) -> None:
+    """Add ``observed_data`` and ``constant_data`` from the model's data, without sampling or compiling.
+
+    The same conversion PyMC's own converter makes (pymc.backends.arviz), scalars squeezed as it does."""
+    import numpy as np
+    import pymc as pm
+    from pymc.backends.arviz import coords_and_dims_for_inferencedata, dict_to_dataset, find_constants, find_observations
+
+    coords, dims = coords_and_dims_for_inferencedata(model)
+    if "observed_data" not in dt.children:
+        obs = find_observations(model)
+        if obs:
+            dt["observed_data"] = xr.DataTree(dict_to_dataset(obs, inference_library=pm, coords=coords, dims=dims,
+                                                               sample_dims=[]))
+    if "constant_data" not in dt.children:
+        const = find_constants(model)
+        if const:
+            ds = dict_to_dataset(const, inference_library=pm, coords=coords, dims=dims, sample_dims=[])
+            for name, value in const.items():
+                if np.ndim(value) == 0 and f"{name}_dim_0" in ds.sizes:
+                    ds = ds.squeeze(f"{name}_dim_0", drop=True)
+            dt["constant_data"] = xr.DataTree(ds)
+
+
 def add_groups(dt: xr.DataTree, spec: ModelSpec, design, groups=EXTRA_GROUPS, *, seed: int = 0,
                prior_draws: int = 1000, sampler: str = "nutpie") -> xr.DataTree:
     """Add the missing ``groups`` ("prior" with "prior_predictive", "log_likelihood", "log_prior") to ``dt``.
@@ -189,6 +213,7 @@ def sample_spec(spec: ModelSpec, design, *, seed: int, draws: int = 2000, tune: 
         dt = _run(comp, values, target_accept=higher, **run)
         record.update(refit=True, refit_target_accept=higher, refit_divergences=_divergences(dt))
     dt.attrs[ADAPTATION_ATTR] = json.dumps(record)
+    _attach_data(dt, comp.model)  # the data the draws were made from (cheap: no sampling, no compile)
     groups = EXTRA_GROUPS if extra_groups is True else tuple(extra_groups or ())
     if groups:
         add_groups(dt, spec, design, groups, seed=seed, prior_draws=prior_draws, sampler=sampler)
