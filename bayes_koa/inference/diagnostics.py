@@ -30,23 +30,20 @@ def diagnose(dt: xr.DataTree, var_names: list[str] | None = None) -> pd.DataFram
     The frame's ``attrs`` hold ``divergences``, ``draws`` and the list of ``problems`` (plain
     sentences with advice); empty when all is well.
     """
-    import arviz as az
-
     post = dt["posterior"]
     if var_names is None:  # every sampled quantity; draws made after sampling (predictions) are not diagnosed
         var_names = [v for v in post.data_vars if not v.startswith(("z", "log_"))
                      and post[v].attrs.get("bayes_koa_role") != "prediction"]
-    # ArviZ 1 returns the posterior node (a DataTree) of per-variable statistics
-    rhat = az.rhat(dt, var_names=var_names).to_dataset()
-    ess_b = az.ess(dt, var_names=var_names, method="bulk").to_dataset()
-    ess_t = az.ess(dt, var_names=var_names, method="tail").to_dataset()
     rows = []
     for v in var_names:
-        r, eb, et = rhat[v], ess_b[v], ess_t[v]
+        da = post[v].transpose("chain", "draw", ...)
+        r, eb, et = _stats(da)
+        dims = da.dims[2:]
+        labels = [[str(x) for x in da[d].values] if d in da.coords else None for d in dims]
         for idx in np.ndindex(r.shape):
-            label = v + ("[" + ", ".join(str(r[d].values[i]) if d in r.coords else str(i)
-                                         for d, i in zip(r.dims, idx)) + "]" if idx else "")
-            rows.append((label, float(r.values[idx]), float(eb.values[idx]), float(et.values[idx])))
+            label = v + ("[" + ", ".join(labels[j][i] if labels[j] is not None else str(i)
+                                         for j, i in enumerate(idx)) + "]" if idx else "")
+            rows.append((label, float(r[idx]), float(eb[idx]), float(et[idx])))
     table = pd.DataFrame(rows, columns=["parameter", "r_hat", "ess_bulk", "ess_tail"]).set_index("parameter")
     stats = dt["sample_stats"] if "sample_stats" in dt.children else xr.DataTree()
     n_div = int(stats["diverging"].sum()) if "diverging" in stats.data_vars else 0
@@ -99,6 +96,28 @@ def adaptive_refit(dt: xr.DataTree) -> dict | None:
         return json.loads(raw).get("adaptive_refit")
     except (TypeError, ValueError, AttributeError):
         return None
+
+
+def _stats(da: xr.DataArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """R-hat (rank-normalised split, max of bulk and tail), bulk ESS and tail ESS per element of ``da``.
+
+    Vectorised over the elements (:mod:`bayes_koa.util.fastdiag`, the same estimators as ArviZ, checked
+    against it in tests/unit/test_fastdiag.py); ArviZ itself for draws with non-finite values."""
+    from ..util import fastdiag
+
+    x = np.asarray(da.values, dtype=float)
+    n_chain, n_draw = x.shape[:2]
+    if not np.isfinite(x).all() or n_draw < 4:
+        import arviz as az
+
+        ds = xr.Dataset({"x": da})
+        return (np.asarray(az.rhat(ds)["x"].values, dtype=float), np.asarray(az.ess(ds, method="bulk")["x"].values, dtype=float),
+                np.asarray(az.ess(ds, method="tail")["x"].values, dtype=float))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rhat, bulk, tail = fastdiag.rhat_ess(x)
+    if n_chain < 2:  # as ArviZ: no R-hat from one chain
+        rhat = np.full(x.shape[2:], np.nan)
+    return np.asarray(rhat), np.asarray(bulk), np.asarray(tail)
 
 
 def _extreme(values: pd.Series, how) -> float:
