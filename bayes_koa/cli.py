@@ -270,7 +270,7 @@ def _analyze_network(args) -> int:
     arms = network_arms(data, args.outcome, args.time, measure=args.measure)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SamplingWarning)
-        out(f"Sampling (seed {args.seed}, {args.chains} chains x {args.draws} draws) ...")
+        out(f"Sampling (seed {args.seed}; sampler settings: {'the kind default' if args.draws is None else args.draws} draws) ...")
         res = fit(arms, args.model, priors=_priors(args.prior), measure=args.measure, study="study",
                   treatment="treatment", seed=args.seed, draws=args.draws, tune=args.tune, chains=args.chains,
                   progress=not args.quiet)
