@@ -51,8 +51,9 @@ test-slow: venv
 test-all: venv
 	$(VENV)/bin/python -m pytest -q
 
+# every benchmark, each figure as a ratio against its baseline in the same run (benchmarks/RESULTS.md)
 benchmark: venv
-	$(VENV)/bin/python benchmarks/bench_sensitivity.py
+	PYTHONPATH=$(CURDIR) $(VENV)/bin/python benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) reports build dist

@@ -270,7 +270,7 @@ def _analyze_network(args) -> int:
     arms = network_arms(data, args.outcome, args.time, measure=args.measure)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SamplingWarning)
-        out(f"Sampling (seed {args.seed}, {args.chains} chains x {args.draws} draws) ...")
+        out(f"Sampling (seed {args.seed}; sampler settings: {'the kind default' if args.draws is None else args.draws} draws) ...")
         res = fit(arms, args.model, priors=_priors(args.prior), measure=args.measure, study="study",
                   treatment="treatment", seed=args.seed, draws=args.draws, tune=args.tune, chains=args.chains,
                   progress=not args.quiet)
@@ -381,9 +381,12 @@ def cmd_analyze(args) -> int:
     out("")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SamplingWarning)
-        out(f"Sampling (seed {args.seed}, {args.chains} chains x {args.draws} draws) ...")
+        out(f"Sampling (seed {args.seed}) ...")
         res = fit(eff, args.model, priors=priors, outcome=args.outcome, time=args.time, seed=args.seed,
                   draws=args.draws, tune=args.tune, chains=args.chains, progress=not args.quiet)
+    st = res.provenance["sampler_settings"]
+    out(f"Sampled {st['chains']} chains x ({st['tune']} tune + {st['draws']} draws) at target_accept "
+        f"{st['target_accept']:g} (" + ", ".join(f"{k} from {v}" for k, v in st.get("from", {}).items()) + ")")
     out("")
     out(res.spec.describe())
     out("")
@@ -392,6 +395,8 @@ def cmd_analyze(args) -> int:
     out(f"Diagnostics: {diag.attrs['divergences']} divergences; max R-hat {diag['r_hat'].max():.3f}; "
         f"min bulk ESS {diag['ess_bulk'].min():.0f}; min tail ESS {diag['ess_tail'].min():.0f}")
     out("  OK" if not probs else "  PROBLEMS:\n  - " + "\n  - ".join(probs))
+    for note in diag.attrs.get("notes", []):
+        out(f"  note: {note}")
     if probs:
         out("")
         out(PROBLEM_BANNER)
@@ -527,7 +532,7 @@ def cmd_claims(args) -> int:
             warnings.simplefilter("ignore", SamplingWarning)  # reported below, per model
             try:
                 res = fit(eff, model, outcome=outcome if when is not None else None, time=when,
-                          seed=args.seed, draws=args.draws, tune=args.draws)
+                          seed=args.seed, draws=args.draws, tune=args.draws, groups=())
             except ValueError as e:  # e.g. the data have no rows this model can use
                 out(f"{model}: not fitted ({e})")
                 continue
@@ -583,7 +588,7 @@ def cmd_sensitivity(args) -> int:
           f"{args.time:g}; measure {args.measure}; model {args.model}")
     eff = _effects_for(data, args.measure, args.outcome)
     sets = [s.strip() for s in args.prior_sets.split(",") if s.strip()] if getattr(args, "prior_sets", None) else None
-    tune = int(getattr(args, "tune", None) or args.draws)  # as the main job: tune = draws
+    tune = getattr(args, "tune", None) or args.draws  # as the main job: tune = draws (None: the kind's setting)
     show = _progress(args, "sensitivity")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SamplingWarning)
@@ -593,9 +598,10 @@ def cmd_sensitivity(args) -> int:
                   tune=tune, chains=args.chains)
         if show:
             show(2, 2, f"sweep of {len(sets) if sets else 'all'} prior sets (compiled once per prior family)")
+        st = res.provenance["sampler_settings"]
         print(f"Reference fit: {len(res.effects)} comparisons used, {len(res.excluded)} left out; seed {args.seed}, "
-              f"{args.chains} chains x {args.draws} draws")
-        sweep = res.sensitivity(sets)
+              f"{st['chains']} chains x {st['draws']} draws at target_accept {st['target_accept']:g}")
+        sweep = res.sensitivity(sets, method=args.method)
     for w in caught:
         print(f"warning: {w.message}")
     print("")
@@ -671,9 +677,9 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--prior", action="append", metavar="NAME=SPEC",
                    help="e.g. --prior tau='HalfNormal(sigma=10)' (repeatable); wins over the model file")
     a.add_argument("--seed", type=int, default=20261126)
-    a.add_argument("--draws", type=_count(1), default=2000)
-    a.add_argument("--tune", type=_count(0), default=2000)
-    a.add_argument("--chains", type=_count(1), default=4)
+    a.add_argument("--draws", type=_count(1), default=None, help="default: the model kind's measured setting")
+    a.add_argument("--tune", type=_count(0), default=None, help="default: the model kind's measured setting")
+    a.add_argument("--chains", type=_count(1), default=None, help="default: 4")
     a.add_argument("--quiet", action="store_true", help="no progress bar")
     a.add_argument("--refits", choices=("quick", "fit", "none"), default="quick",
                    help="report.html's refits (evidence sensitivity, cumulative, PET model): 'quick' (default: "
@@ -695,16 +701,20 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default="source_hierarchical")
     s.add_argument("--prior-sets", default=None, help="comma-separated names (default: all that fit the measure)")
     s.add_argument("--seed", type=int, default=20261126)
-    s.add_argument("--draws", type=_count(1), default=2000)
-    s.add_argument("--chains", type=_count(1), default=4)
+    s.add_argument("--draws", type=_count(1), default=None, help="default: the model kind's measured setting")
+    s.add_argument("--chains", type=_count(1), default=None, help="default: 4")
     s.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+    s.add_argument("--method", default="psis", choices=("psis", "auto", "mcmc", "exact"),
+                   help="psis (default): reweight the fitted draws, refit where Pareto k is high; "
+                        "auto: exact quadrature where possible, else refit every set")
     s.set_defaults(func=cmd_sensitivity)
 
     c = sub.add_parser("claims", help="fit the models behind each of the paper's claims and print the claims table")
     c.add_argument("--data", default="simulated")
     c.add_argument("--out", default=None)
     c.add_argument("--seed", type=int, default=20261126)
-    c.add_argument("--draws", type=_count(1), default=2000)
+    c.add_argument("--draws", type=_count(1), default=None,
+                   help="draws = tune per model (default: each model kind's measured setting)")
     c.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     c.set_defaults(func=cmd_claims)
 

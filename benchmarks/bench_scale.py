@@ -1,7 +1,7 @@
 """How a fit scales with the number of trials: 100, 1,000 and 10,000 simulated (yi, vi) rows.
 
 Each (model, size) runs in its own process (so peak memory is its own): ``bayes_koa.fit`` with the
-sampler settings given (default: the package defaults), the wall time of every stage (compile,
+sampler settings given (default: each model kind's own measured setting), the wall time of every stage (compile,
 sampling, prior predictive, log-likelihood, log-prior, predictions, diagnostics, summary), peak
 resident memory (``resource.getrusage``), the smallest bulk ESS and ESS per second of sampling.
 Data are made here with numpy (seeded): sources BM/UC/AD in turn, true mu -10, source SD 5,
@@ -9,7 +9,10 @@ between-trial SD 8, standard errors uniform on [3, 15] (an illustrative truth, n
 
     PYTHONPATH=$PWD python benchmarks/bench_scale.py [--sizes 100,1000,10000] [--draws 2000 --tune 2000]
 
-Prints each stage's share of the total, so what makes large fits slow is visible in one run.
+Prints each stage's share of the total, so what makes large fits slow is visible in one run, and a
+markdown table (model, trials, wall time, peak memory, min bulk ESS, ESS/s). Another kind joins by an
+entry in :data:`SIMULATORS` (model file -> function ``n -> table`` the model can fit), e.g. the network
+kind with an arm table: ``SIMULATORS["network"] = simulate_network`` (``--models network``).
 """
 
 from __future__ import annotations
@@ -40,7 +43,11 @@ def simulate(n: int, seed: int = 20261126):
                          "vi": se**2, "cell_source": sources})
 
 
-def child(model: str, n: int, draws: int, tune: int, chains: int, target_accept: float) -> dict:
+# model file -> simulator of an n-trial table it can fit (the hook for other kinds, e.g. network)
+SIMULATORS = {"random_effects": lambda n: simulate(n), "source_hierarchical": lambda n: simulate(n)}
+
+
+def child(model: str, n: int, draws, tune, chains, target_accept) -> dict:
     import functools
     import warnings
 
@@ -78,13 +85,16 @@ def child(model: str, n: int, draws: int, tune: int, chains: int, target_accept:
     kind = get_kind(load_spec(model, measure="MD").kind)
     kind.add_predictions = kind.add_predictions  # an instance attribute that timed() can replace
     timed(kind, "add_predictions", "predictions")
-    timed(fitting, "diagnose", "diagnostics")
-    eff = simulate(n)
+    from bayes_koa.api import result as api_result
+
+    timed(api_result, "diagnose", "diagnostics")
+    eff = SIMULATORS[model](n)
     t_import = time.perf_counter() - t_start
     t = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SamplingWarning)  # diagnostics are reported below
         res = bk.fit(eff, model, measure="MD", seed=1, draws=draws, tune=tune, chains=chains, target_accept=target_accept)
+    st = res.provenance["sampler_settings"]
     t_fit = time.perf_counter() - t
     t = time.perf_counter()
     res.summary()
@@ -93,7 +103,8 @@ def child(model: str, n: int, draws: int, tune: int, chains: int, target_accept:
     return {"model": model, "n": n, "fit_s": t_fit, "import_s": t_import, "stages": stages,
             "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "min_ess_bulk": float(diag["ess_bulk"].min()), "divergences": int(diag.attrs["divergences"]),
-            "parameters": int(len(diag))}
+            "parameters": int(len(diag)), "settings": f"{st['chains']} x ({st['tune']} + {st['draws']}) at "
+                                                     f"{st['target_accept']:g}"}
 
 
 def main() -> None:
@@ -101,24 +112,26 @@ def main() -> None:
     ap.add_argument("--child", nargs=2)
     ap.add_argument("--sizes", default="100,1000,10000")
     ap.add_argument("--models", default=",".join(MODELS))
-    ap.add_argument("--draws", type=int, default=2000)
-    ap.add_argument("--tune", type=int, default=2000)
-    ap.add_argument("--chains", type=int, default=4)
-    ap.add_argument("--target-accept", type=float, default=0.99)
+    ap.add_argument("--draws", type=int, default=None, help="default: the model kind's setting")
+    ap.add_argument("--tune", type=int, default=None)
+    ap.add_argument("--chains", type=int, default=None)
+    ap.add_argument("--target-accept", type=float, default=None)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(args.child[0], int(args.child[1]), args.draws, args.tune, args.chains,
                                args.target_accept)))
         return
-    print(f"simulated (yi, vi) tables (illustrative truth, see the docstring); {args.chains} chains x "
-          f"({args.tune} + {args.draws}) at target_accept {args.target_accept}; load average "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"simulated (yi, vi) tables (illustrative truth, see the docstring); sampler settings "
+          f"{'given' if args.draws else 'of each kind'}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     rows = []
     for model in args.models.split(","):
         for n in map(int, args.sizes.split(",")):
-            cmd = [sys.executable, __file__, "--child", model, str(n), "--draws", str(args.draws), "--tune",
-                   str(args.tune), "--chains", str(args.chains), "--target-accept", str(args.target_accept)]
+            cmd = [sys.executable, __file__, "--child", model, str(n)]
+            for flag, v in (("--draws", args.draws), ("--tune", args.tune), ("--chains", args.chains),
+                            ("--target-accept", args.target_accept)):
+                if v is not None:
+                    cmd += [flag, str(v)]
             p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
             if p.returncode:
                 print(f"{model} n={n}: FAILED {p.stderr.strip().splitlines()[-1:]}")
@@ -134,11 +147,25 @@ def main() -> None:
                   f"{r['parameters']} reported parameters", flush=True)
             print(f"{'':22s}stages (s): {shares}", flush=True)
     print(f"load average at end {os.getloadavg()[0]:.1f}")
+    print()
+    print(markdown_table(rows))
     for model in {r["model"] for r in rows}:
         sub = sorted((r for r in rows if r["model"] == model), key=lambda r: r["n"])
         if len(sub) > 1:
             print(f"{model}: fit time ratio largest/smallest n = {sub[-1]['fit_s'] / sub[0]['fit_s']:.1f} "
                   f"for {sub[-1]['n'] / sub[0]['n']:.0f}x the trials")
+
+
+def markdown_table(rows: list[dict]) -> str:
+    head = ("| model | trials | settings | fit wall (s) | sampling (s) | peak RSS (MB) | min bulk ESS | "
+            "bulk ESS/s (sampling) | divergences |\n|---|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for r in rows:
+        samp = r["stages"].get("sampling", float("nan"))
+        lines.append(f"| {r['model']} | {r['n']:,} | {r.get('settings', '')} | {r['fit_s']:.1f} | {samp:.1f} | "
+                     f"{r['maxrss_mb']:.0f} | {r['min_ess_bulk']:.0f} | {r['min_ess_bulk'] / samp:.0f} | "
+                     f"{r['divergences']} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -1,31 +1,39 @@
-"""Benchmark: a prior sweep on the cached compiled model versus naive refits.
+"""Benchmark: a prior sweep versus fair naive refits doing the same post-processing, side by side in one run.
 
 Data: the shipped SIMULATED data set (bayes_koa.koa.simulation.load_simulated), VAS at month 6, mean
-differences (mm), model source_hierarchical. Twelve prior sets: the nine named sets with an MD
-table (the Rhodes and Turner sets are published for SMD / log OR only) plus three dicts.
+differences (mm), model source_hierarchical (the main model) at its own sampler settings. Twelve prior
+sets: the nine named sets with an MD table (the Rhodes and Turner sets are published for SMD / log OR
+only) plus three dicts.
 
-(a) sweep: bayes_koa.sensitivity on an existing fit (compiles once per prior-family signature,
-    then only samples; no prior-predictive / log-likelihood groups);
-(b) naive: for each set, clear the compile cache and call bayes_koa.fit (compile + sample +
-    the extra groups every fit stores), as a user without the sweep would.
+(a) sweep: ``bayes_koa.sensitivity(ref, sets, method="psis")``: each set reweights the fitted draws by
+    the prior ratio (Pareto-smoothed importance sampling) and refits by MCMC on the cached compiled model
+    only where Pareto k is high; per set it computes the tracked quantities, the ranking, the claims and
+    the diagnostics.
+(b) naive: for each set ``bayes_koa.fit(..., priors=set, groups=())`` (compiled model reused in the
+    process, no extra groups) followed by exactly the same per-set post-processing (the sweep's own
+    functions: tracked quantities, ranking, claims, diagnostics). ``--naive-compile`` also clears the
+    compiled models and turns the disk cache off before each naive fit (a user with no compile cache).
 
-Both use the same seed and settings, so each set's draws must be identical in (a) and (b): the
-script checks that too. Run: .venv/bin/python benchmarks/bench_sensitivity.py [--draws N] [--chains C]
+Printed: both timings and their ratio, the path each set took, and whether every reweighted set agrees
+with its MCMC refit (mu and tau means within 4 combined MC SEs).
+Run: PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_sensitivity.py [--draws N] [--naive-compile]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import time
 import warnings
 
-import numpy as np
-
-from bayes_koa.inference import sampling as fitting
+from bayes_koa.api.fitting import fit
 from bayes_koa.cli import SIM_LINE
 from bayes_koa.effects.table import effect_sizes
-from bayes_koa.workflows.sensitivity import resolve_prior_sets, sensitivity
+from bayes_koa.inference import sampling
+from bayes_koa.inference.diagnostics import SamplingWarning
 from bayes_koa.koa.simulation import load_simulated
+from bayes_koa.workflows import sensitivity as ps
 
 EXTRA_SETS = {
     "tau ~ HalfNormal(sigma=5)": {"tau": "HalfNormal(sigma=5)"},
@@ -34,54 +42,85 @@ EXTRA_SETS = {
 }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--draws", type=int, default=1000)
-    ap.add_argument("--tune", type=int, default=1000)
-    ap.add_argument("--chains", type=int, default=4)
-    ap.add_argument("--seed", type=int, default=20261126)
-    args = ap.parse_args()
-    warnings.simplefilter("ignore", fitting.SamplingWarning)  # diagnostics are not what is timed here
+def naive_post_processing(res, name: str) -> list[dict]:
+    """What the sweep computes per set, on a plain fit (the sweep's own functions)."""
+    rows = ps.posterior_quantities(res.dt["posterior"], name, "naive", res.spec, res.lower_is_better)
+    rows += ps._claim_rows(lambda r: r.claims(), res, name, "naive")
+    ps._diag_row(res.dt, res.spec)
+    return rows
 
-    print(SIM_LINE)
+
+def run(draws: int | None = None, naive_compile: bool = False, seed: int = 20261126) -> dict:
+    warnings.simplefilter("ignore", SamplingWarning)  # diagnostics are reported per set, not timed away
     data = load_simulated()
     eff = effect_sizes(data, measure="MD", outcomes=["VAS"])
     eff.attrs.update(simulated=True, source=str(data.source))
-    kw = dict(outcome="VAS", time=6, seed=args.seed, draws=args.draws, tune=args.tune, chains=args.chains)
-
-    fitting.clear_cache()
+    kw = dict(outcome="VAS", time=6, seed=seed, warn=False)
+    if draws:
+        kw.update(draws=draws, tune=draws)
     t0 = time.perf_counter()
-    ref = fitting.fit(eff, "source_hierarchical", **kw)
+    ref = fit(eff, "source_hierarchical", **kw)
     t_fit = time.perf_counter() - t0
-    named = [n for n, _ in resolve_prior_sets(ref.spec)[0]]
+    st = ref.provenance["sampler_settings"]
+    named = [n for n, _ in ps.resolve_prior_sets(ref.spec)[0]]
     sets = {**{n: n for n in named}, **EXTRA_SETS}
-    print(f"data: {data.source}")
-    print(f"VAS month 6, MD, source_hierarchical: {len(ref.effects)} comparisons; {args.chains} chains x "
-          f"{args.draws} draws (+{args.tune} tune); {len(sets)} prior sets: {', '.join(sets)}")
-    print(f"reference fit (compile + sample + extra groups): {t_fit:.1f} s (not part of either timing)")
 
-    # (a) the sweep
     t0 = time.perf_counter()
-    sweep = sensitivity(ref, list(sets.values()), include_reference=False)
+    sweep = ps.sensitivity(ref, list(sets.values()), include_reference=False, method="psis")
     t_sweep = time.perf_counter() - t0
-    t_compile_sets = float(sweep.runs.loc[sweep.runs["compiled"].astype(bool), "seconds"].sum())
-    print(f"(a) sweep: {t_sweep:.1f} s for {len(sets)} sets "
-          f"({sweep.table.attrs['compiled_models']} new compiled model(s) for new prior families, whose sets "
-          f"took {t_compile_sets:.1f} s including compilation; paths: {', '.join(sorted(set(sweep.runs['path'])))})")
 
-    # (b) naive refits
-    identical = {}
+    naive_rows = {}
+    old_env = os.environ.get("BAYES_KOA_CACHE")
     t0 = time.perf_counter()
-    for name, prior_set in sets.items():
-        fitting.clear_cache()
-        r = fitting.fit(eff, "source_hierarchical", priors=prior_set, warn=False, **kw)
-        identical[name] = all(np.array_equal(sweep.posteriors[name][v].values, r.dt["posterior"][v].values)
-                              for v in ("mu", "tau", "sigma_source", "source_mean"))
+    try:
+        for name, prior_set in sets.items():
+            if naive_compile:
+                os.environ["BAYES_KOA_CACHE"] = "off"
+                sampling.clear_cache()
+            r = fit(eff, "source_hierarchical", priors=prior_set, groups=(), **kw)
+            naive_rows[name] = naive_post_processing(r, name)
+    finally:
+        if old_env is None:
+            os.environ.pop("BAYES_KOA_CACHE", None)
+        else:
+            os.environ["BAYES_KOA_CACHE"] = old_env
     t_naive = time.perf_counter() - t0
-    print(f"(b) naive refits (clear cache + bayes_koa.fit per set): {t_naive:.1f} s")
-    print(f"ratio naive / sweep: {t_naive / t_sweep:.1f}x")
-    bad = [n for n, ok in identical.items() if not ok]
-    print("draws identical between (a) and (b) for every set: " + ("yes" if not bad else f"NO: {', '.join(bad)}"))
+
+    runs = sweep.runs.set_index("prior_set")
+    table = sweep.table.set_index(["prior_set", "quantity"])
+    disagree = []
+    for set_name, rows in zip(runs.index, naive_rows.values()):
+        if runs.loc[set_name, "path"] != ps.PATH_PSIS:
+            continue
+        by_q = {r["quantity"]: r for r in rows}
+        for q in ("mu", "tau"):
+            a, b = table.loc[(set_name, q)], by_q[q]
+            if not abs(a["mean"] - b["mean"]) < 4 * math.hypot(a["mcse"], b["mcse"]):
+                disagree.append(f"{set_name} {q}: {a['mean']:.3f} vs {b['mean']:.3f}")
+    return {"t_fit": t_fit, "t_sweep": t_sweep, "t_naive": t_naive, "ratio": t_naive / t_sweep,
+            "n_sets": len(sets), "paths": runs["path"].value_counts().to_dict(), "runs": sweep.runs,
+            "disagree": disagree, "settings": st, "naive_compile": naive_compile}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--draws", type=int, default=None, help="draws = tune (default: the model kind's setting)")
+    ap.add_argument("--naive-compile", action="store_true", help="naive refits compile every time (no cache)")
+    ap.add_argument("--seed", type=int, default=20261126)
+    args = ap.parse_args()
+    print(SIM_LINE)
+    out = run(args.draws, args.naive_compile, args.seed)
+    st = out["settings"]
+    print(f"source_hierarchical, VAS month 6, MD; {st['chains']} chains x ({st['tune']} + {st['draws']}) at "
+          f"target_accept {st['target_accept']}; {out['n_sets']} prior sets")
+    print(f"reference fit: {out['t_fit']:.1f} s (not part of either timing)")
+    print(out["runs"][["prior_set", "path", "seconds", "pareto_k", "ess_is", "divergences"]].round(3).to_string(index=False))
+    print(f"(a) sweep (method='psis'): {out['t_sweep']:.1f} s; paths: {out['paths']}")
+    print(f"(b) naive refits + the same post-processing{' (compiling every time)' if out['naive_compile'] else ''}: "
+          f"{out['t_naive']:.1f} s")
+    print(f"ratio naive / sweep: {out['ratio']:.1f}x")
+    print("reweighted sets agree with their MCMC refits (mu, tau within 4 MC SEs): "
+          + ("yes" if not out["disagree"] else "NO: " + "; ".join(out["disagree"])))
 
 
 if __name__ == "__main__":

@@ -101,6 +101,8 @@ def _posterior(result) -> xr.Dataset:
 
 
 def _group(result, name: str) -> xr.Dataset | None:
+    if name == "log_likelihood" and name not in result.dt.children and hasattr(result, "require"):
+        result.require(name)  # computed once, when first asked for (a fit does not store it)
     return result.dt[name].to_dataset() if name in result.dt.children else None
 
 

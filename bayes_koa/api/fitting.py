@@ -16,7 +16,7 @@ import pandas as pd
 from ..data import validate_effect_table
 from ..inference.diagnostics import SamplingWarning, diagnose
 from ..inference.provenance import data_hash, versions
-from ..inference.sampling import DEFAULT_SETTINGS, sample_spec
+from ..inference.sampling import ADAPTATION_ATTR, DEFAULT_SETTINGS, default_settings, sample_spec
 from ..kinds import GROUP_COLUMN, get_kind, load_spec, prepare
 from .result import MetaAnalysis
 
@@ -38,7 +38,8 @@ def fit(effects: pd.DataFrame, model: str = "source_hierarchical", priors: Mappi
         group: str | None = None, lower_is_better: bool = True,
         seed: int | None = None, draws: int | None = None, tune: int | None = None, chains: int | None = None,
         sampler: str | None = None, target_accept: float | None = None, progress: bool = False,
-        structure: Mapping[str, Any] | None = None, warn: bool = True, **selection: Any) -> MetaAnalysis:
+        structure: Mapping[str, Any] | None = None, warn: bool = True, adapt: bool = True,
+        groups: tuple[str, ...] = ("prior",), **selection: Any) -> MetaAnalysis:
     """Fit a model file to a table and return a :class:`~bayes_koa.api.result.MetaAnalysis`.
 
     ``effects``: the table of :func:`bayes_koa.effect_sizes`, or any DataFrame with ``trial_id``,
@@ -52,8 +53,13 @@ def fit(effects: pd.DataFrame, model: str = "source_hierarchical", priors: Mappi
     ``group``: the grouping column of the group level (default ``cell_source``, dim ``source``; any
     other column is its own dim name). ``lower_is_better``: the direction, set once here and honoured
     by ranks, SUCRA, P(best), claims, plots and labels.
-    ``seed``: fixes the result; when None a seed is drawn and recorded. Sampler settings default to
-    :data:`bayes_koa.inference.sampling.DEFAULT_SETTINGS`.
+    ``seed``: fixes the result; when None a seed is drawn and recorded. Sampler settings not given
+    come from the kind (``Kind.sampler_defaults``, chosen by benchmarks/sampler_settings.md), then
+    :data:`bayes_koa.inference.sampling.DEFAULT_SETTINGS`; ``provenance["sampler_settings"]`` records
+    the ones used and where each came from. ``adapt``: a fit with divergences is refitted once at a
+    higher target_accept; the record (``provenance["sampler_settings"]["adaptive_refit"]``,
+    ``diagnostics().attrs``) says so. ``groups``: extra groups stored at once (default the prior draws);
+    the others ("log_likelihood", "log_prior") are computed when first asked for (``result.require``).
     ``selection``: kind-specific options for picking rows (e.g. the network kind's ``study=``,
     ``treatment=``, ``reference=``).
     """
@@ -62,17 +68,22 @@ def fit(effects: pd.DataFrame, model: str = "source_hierarchical", priors: Mappi
     if group is not None and group != GROUP_COLUMN:
         st["group"] = group
     spec = load_spec(model, priors=priors, measure=measure or "default", **st)
-    settings = {**DEFAULT_SETTINGS, **{k: v for k, v in dict(draws=draws, tune=tune, chains=chains, sampler=sampler,
-                                                               target_accept=target_accept).items() if v is not None}}
+    settings = {k: v for k, v in dict(draws=draws, tune=tune, chains=chains, sampler=sampler,
+                                      target_accept=target_accept).items() if v is not None}
     return fit_spec(spec, effects, outcome=outcome, time=time, lower_is_better=lower_is_better, seed=seed,
-                    settings=settings, progress=progress, warn=warn, **selection)
+                    settings=settings, progress=progress, warn=warn, adapt=adapt, groups=groups, **selection)
 
 
 def fit_spec(spec, effects: pd.DataFrame, *, outcome=None, time=None, lower_is_better: bool = True,
              seed: int | None = None, settings: Mapping[str, Any] | None = None, progress: bool = False,
-             warn: bool = True, **selection: Any) -> MetaAnalysis:
+             warn: bool = True, adapt: bool = True, groups: tuple[str, ...] = ("prior",),
+             **selection: Any) -> MetaAnalysis:
     """:func:`fit` for a resolved :class:`~bayes_koa.spec.ModelSpec`."""
-    settings = {**DEFAULT_SETTINGS, **dict(settings or {})}
+    kind_defaults = get_kind(spec.kind).sampler_defaults(spec)
+    given = dict(settings or {})
+    settings = {**DEFAULT_SETTINGS, **kind_defaults, **given}
+    origin = {k: "argument" if k in given else "kind default" if k in kind_defaults else "package default"
+              for k in ("draws", "tune", "chains", "target_accept")}
     if int(settings["chains"]) < 1 or int(settings["draws"]) < 1 or int(settings["tune"]) < 0:
         raise ValueError(f"chains and draws must be >= 1 and tune >= 0, got chains={settings['chains']}, "
                          f"draws={settings['draws']}, tune={settings['tune']}")
@@ -87,7 +98,12 @@ def fit_spec(spec, effects: pd.DataFrame, *, outcome=None, time=None, lower_is_b
         seed = int(np.random.SeedSequence().entropy % (2**31))
     dt = sample_spec(spec, design, seed=seed, draws=int(settings["draws"]), tune=int(settings["tune"]),
                      chains=int(settings["chains"]), sampler=str(settings["sampler"]),
-                     target_accept=float(settings["target_accept"]), progress=progress)
+                     target_accept=float(settings["target_accept"]), progress=progress, adapt=adapt,
+                     extra_groups=tuple(groups))  # the others: result.require(), when asked
+    adaptation = json.loads(dt.attrs.pop(ADAPTATION_ATTR))
+    if adaptation["refit"]:  # the draws kept are the refit's: record its target_accept
+        settings = {**settings, "target_accept": adaptation["refit_target_accept"]}
+        origin["target_accept"] = "adaptive refit"
     before = set(dt["posterior"].data_vars)
     kind.add_predictions(dt, spec, seed)
     post = dt["posterior"].to_dataset()
@@ -114,12 +130,14 @@ def fit_spec(spec, effects: pd.DataFrame, *, outcome=None, time=None, lower_is_b
         "bayes_koa_lower_is_better": int(bool(lower_is_better)),
         "bayes_koa_seed": int(seed),
         "bayes_koa_sampler": str(settings["sampler"]),
-        "bayes_koa_sampler_settings": json.dumps({k: settings[k] for k in ("draws", "tune", "chains", "target_accept")}),
+        # the settings used, where each came from, and the adaptive-refit record (inference.sampling)
+        "bayes_koa_sampler_settings": json.dumps({**{k: settings[k] for k in ("draws", "tune", "chains", "target_accept")},
+                                                  "from": origin, "adaptive_refit": adaptation}),
         "bayes_koa_versions": json.dumps(versions()),
         "bayes_koa_created": pd.Timestamp.now(tz="UTC").isoformat(),
     })
-    result = MetaAnalysis(dt=dt, spec=spec, effects=design.rows, excluded=excluded)
-    diag = diagnose(dt)
+    result = MetaAnalysis(dt=dt, spec=spec, effects=design.rows, excluded=excluded, _design=design)
+    diag = result.diagnostics()
     if warn and diag.attrs["problems"]:
         warnings.warn("Sampling problems:\n- " + "\n- ".join(diag.attrs["problems"]), SamplingWarning, stacklevel=3)
     return result

@@ -9,8 +9,9 @@ claims from :mod:`bayes_koa.koa.claims`, plots from :mod:`bayes_koa.plots`, refi
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import xarray as xr
@@ -49,6 +50,8 @@ class MetaAnalysis:
     spec: ModelSpec
     effects: pd.DataFrame
     excluded: pd.DataFrame
+    # the kind's design the fit sampled (not saved; rebuilt from ``effects`` after load when needed)
+    _design: Any = field(default=None, repr=False, compare=False)
 
     # -- provenance ---------------------------------------------------------------------------
     @property
@@ -88,7 +91,33 @@ class MetaAnalysis:
         return _summaries.prior_contraction(self.dt, self.spec)
 
     def diagnostics(self) -> pd.DataFrame:
-        return diagnose(self.dt)
+        """:func:`~bayes_koa.inference.diagnostics.diagnose`, computed once per set of draws (a copy is returned)."""
+        post = self.dt["posterior"]
+        key = tuple((k, id(v.variable._data)) for k, v in post.data_vars.items())
+        cached = self.__dict__.get("_diagnostics_cache")
+        if cached is None or cached[0] != key:
+            cached = self.__dict__["_diagnostics_cache"] = (key, diagnose(self.dt))
+        return cached[1].copy()
+
+    def require(self, *groups: str) -> "MetaAnalysis":
+        """Add the extra groups asked for ("prior", "log_likelihood", "log_prior"), once, when first needed.
+
+        A fit stores the prior draws; log-likelihood and log-prior are computed here on the cached
+        compiled model (LOO, PPC, power scaling ask for them). Returns the result itself."""
+        from ..inference.sampling import add_groups
+
+        missing = [g for g in groups if g not in self.dt.children]
+        if missing and "posterior" in self.dt.children:  # nothing to compute from without draws
+            if self._design is None:
+                from ..kinds import prepare
+
+                p = self.provenance
+                sel = {**self.selection, "outcome": p.get("outcome") or None,
+                       "time": float(p["time"]) if p.get("time") else None}
+                self._design = prepare(self.spec, self.effects, **{k: v for k, v in sel.items() if v is not None})[0]
+            add_groups(self.dt, self.spec, self._design, missing, seed=int(self.provenance.get("seed", 0)),
+                       sampler=str(self.provenance.get("sampler", "nutpie")))
+        return self
 
     def draws(self, var: str) -> xr.DataArray:
         return _summaries.draws(self.dt, var)

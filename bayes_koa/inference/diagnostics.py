@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-__all__ = ["diagnose", "SamplingWarning", "RHAT_MAX", "ESS_PER_CHAIN_MIN", "diagnostics_flag"]
+__all__ = ["diagnose", "SamplingWarning", "RHAT_MAX", "ESS_PER_CHAIN_MIN", "diagnostics_flag", "adaptive_refit"]
 
 
 class SamplingWarning(UserWarning):
@@ -30,23 +30,20 @@ def diagnose(dt: xr.DataTree, var_names: list[str] | None = None) -> pd.DataFram
     The frame's ``attrs`` hold ``divergences``, ``draws`` and the list of ``problems`` (plain
     sentences with advice); empty when all is well.
     """
-    import arviz as az
-
     post = dt["posterior"]
     if var_names is None:  # every sampled quantity; draws made after sampling (predictions) are not diagnosed
         var_names = [v for v in post.data_vars if not v.startswith(("z", "log_"))
                      and post[v].attrs.get("bayes_koa_role") != "prediction"]
-    # ArviZ 1 returns the posterior node (a DataTree) of per-variable statistics
-    rhat = az.rhat(dt, var_names=var_names).to_dataset()
-    ess_b = az.ess(dt, var_names=var_names, method="bulk").to_dataset()
-    ess_t = az.ess(dt, var_names=var_names, method="tail").to_dataset()
     rows = []
     for v in var_names:
-        r, eb, et = rhat[v], ess_b[v], ess_t[v]
+        da = post[v].transpose("chain", "draw", ...)
+        r, eb, et = _stats(da)
+        dims = da.dims[2:]
+        labels = [[str(x) for x in da[d].values] if d in da.coords else None for d in dims]
         for idx in np.ndindex(r.shape):
-            label = v + ("[" + ", ".join(str(r[d].values[i]) if d in r.coords else str(i)
-                                         for d, i in zip(r.dims, idx)) + "]" if idx else "")
-            rows.append((label, float(r.values[idx]), float(eb.values[idx]), float(et.values[idx])))
+            label = v + ("[" + ", ".join(labels[j][i] if labels[j] is not None else str(i)
+                                         for j, i in enumerate(idx)) + "]" if idx else "")
+            rows.append((label, float(r[idx]), float(eb[idx]), float(et[idx])))
     table = pd.DataFrame(rows, columns=["parameter", "r_hat", "ess_bulk", "ess_tail"]).set_index("parameter")
     stats = dt["sample_stats"] if "sample_stats" in dt.children else xr.DataTree()
     n_div = int(stats["diverging"].sum()) if "diverging" in stats.data_vars else 0
@@ -77,8 +74,50 @@ def diagnose(dt: xr.DataTree, var_names: list[str] | None = None) -> pd.DataFram
         problems.append(f"{depth_hits} of {n_chain * n_draw} draws hit the maximum tree depth: the sampler "
                         "could not finish its trajectories, so it explores slowly. Reparameterise or use "
                         "more informative priors on the SDs.")
-    table.attrs.update(divergences=n_div, max_treedepth_hits=depth_hits, draws=n_chain * n_draw, chains=n_chain, problems=problems)
+    refit = adaptive_refit(dt)
+    notes = []
+    if refit and refit.get("refit"):
+        notes.append(f"adaptive refit: the first fit at target_accept {refit['target_accept']:g} had "
+                     f"{refit['divergences']} divergent transitions; these draws are from a refit at "
+                     f"target_accept {refit['refit_target_accept']:g} ({refit['refit_divergences']} divergences)")
+    table.attrs.update(divergences=n_div, max_treedepth_hits=depth_hits, draws=n_chain * n_draw, chains=n_chain,
+                       problems=problems, adaptive_refit=refit, notes=notes)
     return table
+
+
+def adaptive_refit(dt: xr.DataTree) -> dict | None:
+    """The adaptive-refit record a fit wrote (``sampler_settings["adaptive_refit"]``), or None."""
+    import json
+
+    raw = dt.attrs.get("bayes_koa_sampler_settings")
+    if not raw:
+        return None
+    try:
+        return json.loads(raw).get("adaptive_refit")
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
+def _stats(da: xr.DataArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """R-hat (rank-normalised split, max of bulk and tail), bulk ESS and tail ESS per element of ``da``.
+
+    Vectorised over the elements (:mod:`bayes_koa.util.fastdiag`, the same estimators as ArviZ, checked
+    against it in tests/unit/test_fastdiag.py); ArviZ itself for draws with non-finite values."""
+    from ..util import fastdiag
+
+    x = np.asarray(da.values, dtype=float)
+    n_chain, n_draw = x.shape[:2]
+    if not np.isfinite(x).all() or n_draw < 4:
+        import arviz as az
+
+        ds = xr.Dataset({"x": da})
+        return (np.asarray(az.rhat(ds)["x"].values, dtype=float), np.asarray(az.ess(ds, method="bulk")["x"].values, dtype=float),
+                np.asarray(az.ess(ds, method="tail")["x"].values, dtype=float))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rhat, bulk, tail = fastdiag.rhat_ess(x)
+    if n_chain < 2:  # as ArviZ: no R-hat from one chain
+        rhat = np.full(x.shape[2:], np.nan)
+    return np.asarray(rhat), np.asarray(bulk), np.asarray(tail)
 
 
 def _extreme(values: pd.Series, how) -> float:
@@ -93,4 +132,6 @@ def diagnostics_flag(diag: pd.DataFrame) -> dict:
     return {"ok": not a["problems"], "divergences": int(a["divergences"]),
             "max_treedepth_hits": int(a.get("max_treedepth_hits", 0)),
             "max_r_hat": _extreme(diag["r_hat"], max), "min_ess_bulk": _extreme(diag["ess_bulk"], min),
-            "problems": list(a["problems"])}
+            "problems": list(a["problems"]),
+            "adaptive_refit": bool((a.get("adaptive_refit") or {}).get("refit", False)),
+            "notes": list(a.get("notes", []))}

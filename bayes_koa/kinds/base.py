@@ -146,6 +146,16 @@ class Kind:
     def add_predictions(self, dt, spec, seed: int) -> None:
         """Add draws for new trials to ``dt['posterior']`` (seeded). Default: none."""
 
+    def sampler_defaults(self, spec) -> dict[str, Any]:
+        """Sampler settings a fit of this kind starts from (``draws``, ``tune``, ``chains``, ``target_accept``).
+
+        Keys left out come from ``inference.sampling.DEFAULT_SETTINGS`` (4 x (2000 + 2000) at 0.99, the
+        cautious setting for a kind nobody has measured). A kind that lowers them says which measurement
+        chose them (``benchmarks/sampler_settings.md``); a fit that then shows divergences is refitted once
+        at a higher target_accept (``inference.sampling.sample_spec(adapt=True)``), recorded, never hidden.
+        """
+        return {}
+
     # -- what the results mean ------------------------------------------------------------------
     def roles(self, spec) -> Roles:
         return Roles()

@@ -315,8 +315,11 @@ def _safety_row(result, threshold: float, ratio_var: str) -> pd.DataFrame:
 
 def claims_from_result(result, margin: float | None = None, time_months: float = 3.0,
                        extra_draws: Mapping[str, xr.DataArray] | None = None,
-                       or_threshold: float = 1.5) -> pd.DataFrame:
+                       or_threshold: float = 1.5, diagnostics: pd.DataFrame | None = None) -> pd.DataFrame:
     """:func:`claims` on a fitted :class:`~bayes_koa.result.MetaAnalysis`, with where it came from.
+
+    ``diagnostics``: the sampler diagnostics the table carries when the caller has them already
+    (a prior sweep passes the fitted result's for reweighted draws); default ``result.diagnostics()``.
 
     Picks the draws the claims need from the result's posterior (``source_mean``, ``cell_mean``,
     ``beta_n_injections``, ``overall_by_time``); claims whose draws the model lacks are listed as
@@ -352,7 +355,10 @@ def claims_from_result(result, margin: float | None = None, time_months: float =
     table["time_months"] = p.get("time", "")
     table["data"] = ("SIMULATED: " if result.simulated else "") + str(p.get("data_source", ""))
     table["data_sha256"] = p.get("data_sha256", "")
-    table.attrs["diagnostics"] = diagnostics_flag(diagnose(result.dt))
+    # the result's own (cached) diagnostics when it has them: diagnose once per fit
+    diag = diagnostics if diagnostics is not None else (
+        result.diagnostics() if hasattr(result, "diagnostics") else diagnose(result.dt))
+    table.attrs["diagnostics"] = diagnostics_flag(diag)
     table["diagnostics_ok"] = table.attrs["diagnostics"]["ok"]
     return table
 

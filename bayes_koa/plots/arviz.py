@@ -42,6 +42,8 @@ def plot_trace(result, var_names=None, **kwargs):
 
 def plot_prior_vs_posterior(result, var_names=None, **kwargs):
     """Prior and posterior densities of the model's parameters (``az.plot_prior_posterior``)."""
+    if hasattr(result, "require"):
+        result.require("prior")
     names = [v for v in _vars(result, var_names) if v in result.dt["prior"].data_vars]
     return az.plot_prior_posterior(result.dt, var_names=names, **kwargs)
 
@@ -53,9 +55,13 @@ def plot_ppc_dist(result, seed: int | None = None, **kwargs):
 
 def plot_loo_pit(result, seed: int | None = None, **kwargs):
     """LOO-PIT ECDF (``az.plot_loo_pit``): uniform when the model predicts each left-out trial well."""
+    if hasattr(result, "require"):
+        result.require("log_likelihood")
     return az.plot_loo_pit(with_posterior_predictive(result, seed), **kwargs)
 
 
 def plot_psense(result, var_names=None, **kwargs):
     """Power-scaling prior/likelihood sensitivity (``az.plot_psense_dist``)."""
+    if hasattr(result, "require"):
+        result.require("log_prior", "log_likelihood")
     return az.plot_psense_dist(result.dt, var_names=_vars(result, var_names), **kwargs)

@@ -57,6 +57,9 @@ __all__ = [
     "power_scaling",
     "detect_flips",
     "resolve_prior_sets",
+    "psis_k_threshold",
+    "prior_log_ratio",
+    "psis_resample",
     "SensitivityResult",
     "SensitivityGrid",
     "PROB_THRESHOLDS",
@@ -74,6 +77,15 @@ PSENSE_THRESHOLD = 0.05
 PATH_FITTED = "fitted result (MCMC)"
 PATH_MCMC = "MCMC refit (cached compiled model)"
 PATH_EXACT = "exact (quadrature over tau)"
+PATH_PSIS = "PSIS reweighting of the fitted draws"
+
+
+def psis_k_threshold(n_draws: int) -> float:
+    """Largest Pareto k at which importance reweighting is trusted: min(1 - 1/log10(S), 0.7).
+
+    Vehtari, Simpson, Gelman, Yao & Gabry (2024), "Pareto smoothed importance sampling", JMLR 25(72).
+    """
+    return float(min(1.0 - 1.0 / math.log10(max(n_draws, 11)), 0.7))
 
 _COLUMNS = ["prior_set", "quantity", "kind", "source", "mean", "q2.5", "q97.5", "value", "mcse",
             "mcse_q2.5", "mcse_q97.5", "label", "path"]
@@ -240,13 +252,13 @@ def posterior_quantities(post: xr.Dataset | xr.DataTree, name: str, path: str, s
 # ---------------------------------------------------------------------------------------------
 def _claims_function():
     """Claims come from the result object's own ``claims()`` (the application layer decides what they are)."""
-    return (lambda r: r.claims()), "claims from result.claims()"
+    return (lambda r, diagnostics=None: r.claims(diagnostics=diagnostics)), "claims from result.claims()"
 
 
-def _claim_rows(fn, result, name: str, path: str) -> list[dict]:
+def _claim_rows(fn, result, name: str, path: str, diagnostics=None) -> list[dict]:
     """Rows ``claim: <text>`` with the probability and MC SE; claims not estimable for this model
     (probability NaN) are left out (the table's ``attrs["claims"]`` says claims come from there)."""
-    df = fn(result)
+    df = fn(result) if diagnostics is None else fn(result, diagnostics)
     if df is None or len(df) == 0:
         return []
     df = df.reset_index() if "claim" not in df.columns else df
@@ -297,6 +309,60 @@ def exact_quantities(spec: ModelSpec, design, name: str) -> list[dict]:
              **{"q2.5": post.tau_quantiles[0.025], "q97.5": post.tau_quantiles[0.975]}),
         _row(name, "P(mu<0)", "probability", path=PATH_EXACT, value=float(post.mu.cdf(0.0)), mcse=0.0),
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# PSIS path (any kind): reweight the fitted draws by the prior ratio; refit where Pareto k is high
+# ---------------------------------------------------------------------------------------------
+def prior_log_ratio(post: xr.Dataset, old: ModelSpec, new: ModelSpec) -> xr.DataArray | None:
+    """log p_new(theta) - log p_old(theta) per draw, summed over the parameters whose prior changed.
+
+    Both densities are of the same variable (``Prior.logp`` on its own scale), so the ratio is the
+    importance weight of a fitted draw under the new priors. None when a changed parameter has no
+    draws in ``post`` (then the set is refitted)."""
+    new_pr, old_pr = new.prior_dict, old.prior_dict
+    total = xr.zeros_like(post[next(iter(post.data_vars))].isel(
+        {d: 0 for d in post[next(iter(post.data_vars))].dims if d not in ("chain", "draw")}), dtype=float)
+    for p, pr in new_pr.items():
+        if p in old_pr and str(old_pr[p]) == str(pr):
+            continue
+        if p not in old_pr or p not in post.data_vars:
+            return None
+        x = post[p]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lr = xr.apply_ufunc(lambda v: pr.logp(v) - old_pr[p].logp(v), x)
+        extra = [d for d in lr.dims if d not in ("chain", "draw")]
+        total = total + (lr.sum(extra) if extra else lr)
+    return total.drop_vars([c for c in total.coords if c not in ("chain", "draw")])
+
+
+def psis_resample(post: xr.Dataset, log_ratio: xr.DataArray, seed: int):
+    """Pareto-smoothed weights of ``log_ratio`` (k-hat over all draws), then systematic resampling within each chain.
+
+    Returns ``(resampled posterior of the same shape, k-hat, importance ESS)``. Resampling within each chain
+    keeps the chains (R-hat, ESS and MC SEs of the resampled draws then reflect both the autocorrelation and
+    the repeated draws); systematic resampling adds the least resampling noise."""
+    lr = log_ratio.transpose("chain", "draw")
+    # psislw negates its input (it expects a log-likelihood, as in LOO): pass -log_ratio (stack-notes)
+    lw, k = (-lr).azstats.psislw(dim=["chain", "draw"])
+    lw = np.asarray(lw.transpose("chain", "draw").values, dtype=float)
+    w_all = np.exp(lw - lw.max())
+    w_all /= w_all.sum()
+    ess_is = float(1.0 / np.sum(w_all ** 2))
+    rng = np.random.default_rng(seed)
+    n_chain, n_draw = lw.shape
+    idx = np.empty((n_chain, n_draw), dtype=int)
+    for c in range(n_chain):
+        w = np.exp(lw[c] - lw[c].max())
+        cum = np.cumsum(w / w.sum())
+        cum[-1] = 1.0
+        u = (rng.random() + np.arange(n_draw)) / n_draw
+        idx[c] = np.searchsorted(cum, u)
+    chain_ix = xr.DataArray(np.repeat(np.arange(n_chain)[:, None], n_draw, 1), dims=("chain", "draw"))
+    draw_ix = xr.DataArray(idx, dims=("chain", "draw"))
+    out = post.isel(chain=chain_ix, draw=draw_ix)
+    out = out.assign_coords(chain=post["chain"].values, draw=post["draw"].values)
+    return out, float(np.asarray(k).max()), ess_is
 
 
 # ---------------------------------------------------------------------------------------------
@@ -357,14 +423,17 @@ def sensitivity(result, prior_sets=None, *, draws: int | None = None, tune: int 
     The fitted result itself is the prior set "reference" (computed by the same path as the others:
     its own draws for MCMC, quadrature under its own priors for the exact path).
     """
-    if method not in ("auto", "mcmc", "exact"):
-        raise ValueError(f"method must be 'auto', 'mcmc' or 'exact', got {method!r}")
+    if method not in ("auto", "mcmc", "exact", "psis"):
+        raise ValueError(f"method must be 'auto', 'psis', 'mcmc' or 'exact', got {method!r}")
     t_start = time.perf_counter()
     st = _settings(result)
     for k, v in (("draws", draws), ("tune", tune), ("chains", chains), ("seed", seed)):
         if v is not None:
             st[k] = int(v)
     specs, skipped = resolve_prior_sets(result.spec, prior_sets)
+    fitted = sampler_settings(result)
+    # reweighting stands in for a refit only at the fitted result's own settings
+    same_draws = all(st[k] == fitted[k] for k in ("draws", "tune", "chains", "seed"))
     if include_reference:
         specs = [(REFERENCE, result.spec)] + specs
     claims_fn, claims_note = _claims_function()
@@ -380,9 +449,18 @@ def sensitivity(result, prior_sets=None, *, draws: int | None = None, tune: int 
         ok, why = exact_possible(spec)
         if method == "exact" and not ok:
             raise ValueError(f"prior set {name}: the exact path cannot be used: {why}")
-        use_exact = ok and method in ("auto", "exact")
+        use_exact = ok and method in ("auto", "exact", "psis")
         run = {"prior_set": name, "compiled": False, "divergences": np.nan, "max_r_hat": np.nan,
-               "min_ess_bulk": np.nan, "problems": ""}
+               "min_ess_bulk": np.nan, "problems": "", "pareto_k": np.nan, "ess_is": np.nan}
+        resampled = None
+        if not use_exact and name != REFERENCE and method == "psis" and same_draws:
+            ref_post = result.dt["posterior"].to_dataset()
+            log_ratio = prior_log_ratio(ref_post, result.spec, spec)
+            if log_ratio is not None:
+                resampled, k, ess_is = psis_resample(ref_post, log_ratio, st["seed"])
+                run.update(pareto_k=k, ess_is=ess_is)
+                if not k <= psis_k_threshold(ref_post.sizes["chain"] * ref_post.sizes["draw"]):
+                    resampled = None  # the new posterior is too far from the fitted one: refit
         if use_exact:
             design, _ = prepare(spec, result.effects, **result.selection)
             rows += exact_quantities(spec, design, name)
@@ -397,6 +475,17 @@ def sensitivity(result, prior_sets=None, *, draws: int | None = None, tune: int 
                 rows += _claim_rows(claims_fn, result, name, path)
             posteriors[name] = post
             run.update(path=path, **_diag_row(result.dt, spec))
+        elif resampled is not None:
+            path = PATH_PSIS
+            dt = xr.DataTree.from_dict({"posterior": resampled, "sample_stats": result.dt["sample_stats"].to_dataset()})
+            post = resampled
+            rows += posterior_quantities(post, name, path, spec, result.lower_is_better)
+            run.update(path=path, **_diag_row(dt, spec))
+            if claims_fn is not None:  # reweighted draws of the fitted result: its sampler diagnostics
+                design, _ = prepare(spec, result.effects, **result.selection)
+                rows += _claim_rows(claims_fn, _as_result(result, spec, design, dt, st), name, path,
+                                    diagnostics=result.diagnostics() if hasattr(result, "diagnostics") else None)
+            posteriors[name] = post
         else:
             design, _ = prepare(spec, result.effects, **result.selection)
             n_cache = cache_size()
@@ -417,7 +506,7 @@ def sensitivity(result, prior_sets=None, *, draws: int | None = None, tune: int 
 
     table = pd.DataFrame(rows).reindex(columns=_COLUMNS)
     runs_df = pd.DataFrame(runs).reindex(columns=["prior_set", "path", "seconds", "compiled", "divergences",
-                                                  "max_r_hat", "min_ess_bulk", "problems"])
+                                                  "max_r_hat", "min_ess_bulk", "pareto_k", "ess_is", "problems"])
     bad = runs_df[runs_df["problems"].fillna("") != ""]
     if len(bad):
         warnings.warn("sampling problems under prior sets " + ", ".join(bad["prior_set"]) +
@@ -718,6 +807,8 @@ def power_scaling(result, var_names: Sequence[str] | None = None, *, threshold: 
     """
     import arviz as az
 
+    if hasattr(result, "require"):  # a fit computes these groups when first asked for
+        result.require("log_prior", "log_likelihood")
     dt = result.dt
     missing = [g for g in ("log_prior", "log_likelihood") if g not in dt.children]
     if missing:

@@ -120,7 +120,7 @@ def test_p_or_above_matches_numerical_integration(result, oracle, threshold):
 def test_zero_cell_fits_without_any_correction(effects, result):
     """The model sees the raw counts 0/20 and 3/20; the table's 0.5-corrected yi/vi play no part."""
     assert effects["estimated"].iloc[0] == "0.5 added to every cell (zero cell)"
-    dt = result.dt
+    dt = result.require("log_likelihood").dt  # computed when asked for
     assert list(dt["observed_data"]["y_obs"]["arm"].values) == ["T1 (control)", "T1 (msc)"]
     np.testing.assert_array_equal(dt["observed_data"]["y_obs"].values, [0, 3])
     np.testing.assert_array_equal(dt["constant_data"]["n_arm"].values, [20, 20])

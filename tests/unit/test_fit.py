@@ -20,8 +20,9 @@ def result(eight_schools):
 
 def test_groups_dims_and_provenance(result, eight_schools):
     dt = result.dt
-    for g in ("posterior", "sample_stats", "prior", "log_likelihood", "log_prior", "observed_data"):
+    for g in ("posterior", "sample_stats", "prior", "observed_data"):
         assert g in dt.children, g
+    # log_likelihood and log_prior are computed when first asked for (tests/unit/test_lazy_groups.py)
     assert dt["posterior"]["theta"].dims == ("chain", "draw", "trial")
     assert list(dt["posterior"]["trial"].values) == list(eight_schools["trial_id"])
     p = result.provenance

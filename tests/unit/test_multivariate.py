@@ -255,6 +255,7 @@ def test_fit_dims_and_left_out_rows(result, effects):
     usable = effects["excluded_reason"] == ""
     assert len(result.effects) == int(usable.sum())
     assert set(result.excluded["excluded_reason"]) == set(effects.loc[~usable, "excluded_reason"])
+    result.require("log_likelihood")  # computed when asked for (a fit stores prior draws only)
     assert "log_likelihood" in result.dt.children and result.dt["log_likelihood"]["y_obs"].shape[-1] == usable.sum()
     s = result.summary(include_trials=False)
     assert {"overall_by_time[3.0]", "source_time_mean[UC, 12.0]", "outcome_effect[Lysholm]",

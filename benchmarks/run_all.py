@@ -1,0 +1,147 @@
+"""``make benchmark``: every benchmark, each figure as a ratio against its baseline measured in the same run.
+
+Parts (each in fresh subprocesses where the process is what is measured):
+
+1. main job, first vs cached run: ``bayes-koa analyze`` with an empty compile cache, then again with the
+   cache the first run wrote (benchmarks/bench_compile.py logic, without its cache-off third run);
+2. prior sweep vs fair naive refits doing the same post-processing (benchmarks/bench_sensitivity.py);
+3. ``bayes-koa claims`` (one process, warm cache) against the issue's 30 s target;
+4. scale: random_effects at 100 / 1,000 / 10,000 and source_hierarchical at 100 simulated trials
+   (benchmarks/bench_scale.py), table of wall time, peak memory and ESS/s (its 10,000-trial fit takes
+   minutes, 1,000 about 40 s: ``benchmarks/bench_scale.py --models source_hierarchical --sizes 1000,10000``);
+5. R brms on the main model (benchmarks/brms_main_model.R), only where R with brms is installed
+   (skipped with a message otherwise), against one bayes_koa process doing the same fit.
+
+    PYTHONPATH=$PWD python benchmarks/run_all.py [--quick] [--skip brms,scale]
+
+``--quick`` leaves the 10,000-trial random-effects fit out. The machine's load average is printed at start and
+end: absolute seconds move with other jobs, ratios within one run much less.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+def _run(cmd, env=None, timeout=1800):
+    t = time.perf_counter()
+    p = subprocess.run(cmd, env=env or ENV, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    return time.perf_counter() - t, p
+
+
+def part_main_job(tmp: Path) -> list[str]:
+    cache = tmp / "cache"
+    env = {**ENV, "BAYES_KOA_CACHE": str(cache)}
+    cmd = [sys.executable, "-m", "bayes_koa.cli", "analyze", "--quiet", "--out", str(tmp / "report")]
+    t1, p1 = _run(cmd, env)
+    t2, p2 = _run(cmd, env)
+    if p1.returncode not in (0, 3) or p2.returncode not in (0, 3):
+        return [f"main job: FAILED ({(p1.stderr or p2.stderr).strip().splitlines()[-1:]})"]
+    return [f"main job `bayes-koa analyze --quiet --out DIR`: first run (empty compile cache) {t1:.1f} s, "
+            f"second run (cached) {t2:.1f} s: ratio first/second {t1 / t2:.2f}x "
+            f"(targets <= 15 s and <= 8 s on a quiet 2-core machine)"]
+
+
+def part_sensitivity() -> list[str]:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_sensitivity
+
+    out = bench_sensitivity.run()
+    return [f"prior sweep, {out['n_sets']} sets of source_hierarchical ({out['settings']['chains']} x "
+            f"({out['settings']['tune']} + {out['settings']['draws']}) at {out['settings']['target_accept']:g}): "
+            f"sweep {out['t_sweep']:.1f} s vs naive refits + same post-processing {out['t_naive']:.1f} s: "
+            f"ratio {out['ratio']:.1f}x (target >= 5x, sweep <= 10 s); paths {out['paths']}; reweighted sets "
+            f"agree with refits: {'yes' if not out['disagree'] else 'NO ' + '; '.join(out['disagree'])}"]
+
+
+def part_claims(tmp: Path) -> list[str]:
+    t, p = _run([sys.executable, "-m", "bayes_koa.cli", "claims"])
+    if p.returncode not in (0, 3):
+        return [f"claims: FAILED ({p.stderr.strip().splitlines()[-1:]})"]
+    return [f"`bayes-koa claims` (5 models, warm compile cache): {t:.1f} s: ratio to the 30 s target {t / 30:.2f}"]
+
+
+def part_scale(plan: dict[str, str]) -> list[str]:
+    """bench_scale.py per model with its sizes (source_hierarchical at 10,000 trials takes minutes: not in the
+    default plan, run it with benchmarks/bench_scale.py --models source_hierarchical --sizes 10000)."""
+    out, table = [], []
+    for model, sizes in plan.items():
+        t, p = _run([sys.executable, str(ROOT / "benchmarks" / "bench_scale.py"), "--models", model, "--sizes", sizes],
+                    timeout=3600)
+        rows = [ln for ln in p.stdout.splitlines() if ln.startswith("|")]
+        if not rows:
+            out.append(f"scale {model}: FAILED {p.stderr[-500:]}")
+            continue
+        table = table or rows[:2]
+        table += rows[2:]
+        out += [ln for ln in p.stdout.splitlines() if "ratio" in ln]
+        out.append(f"scale {model} ({sizes}): {t:.0f} s for the part")
+    return table + out
+
+
+def part_brms(tmp: Path) -> list[str]:
+    if shutil.which("Rscript") is None:
+        return ["R brms: skipped (Rscript not installed)"]
+    probe = subprocess.run(["Rscript", "-e", "suppressPackageStartupMessages(library(brms))"],
+                           capture_output=True, text=True)
+    if probe.returncode:
+        return ["R brms: skipped (the R package brms is not installed)"]
+    script = (
+        "import bayes_koa as bk, sys\n"
+        "eff = bk.effect_sizes(bk.load_simulated(), measure='MD', outcomes=['VAS'])\n"
+        "r = bk.fit(eff, 'source_hierarchical', outcome='VAS', time=6.0, seed=20261126, warn=False)\n"
+        "r.effects[['yi', 'sei', 'cell_source']].to_csv(sys.argv[1], index=False)\n"
+        "print(float(r.dt['posterior']['mu'].mean()))\n")
+    csv = tmp / "effects_main.csv"
+    t_py, p = _run([sys.executable, "-c", script, str(csv)])
+    if p.returncode:
+        return [f"R brms: bayes_koa side FAILED {p.stderr[-300:]}"]
+    mu_py = float(p.stdout.strip().splitlines()[-1])
+    t_r, q = _run(["Rscript", str(ROOT / "benchmarks" / "brms_main_model.R"), str(csv)])
+    if q.returncode:
+        return [f"R brms: FAILED {q.stderr.strip()[-300:]}"]
+    r = json.loads(q.stdout.strip().splitlines()[-1])
+    return [f"main model, one process each, 4 x (2000 + 2000) at 0.99: bayes_koa {t_py:.1f} s vs R brms {t_r:.1f} s "
+            f"(of which brm() {r['seconds_fit']:.1f} s): ratio brms/bayes_koa {t_r / t_py:.1f}x; "
+            f"mu mean {mu_py:.2f} vs {r['mu_mean']:.2f} (brms sd {r['mu_sd']:.2f})"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--skip", default="", help="comma-separated parts to skip: main,sensitivity,claims,scale,brms")
+    args = ap.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    t0 = time.perf_counter()
+    print(f"bayes_koa benchmarks; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; SIMULATED data")
+    with tempfile.TemporaryDirectory(prefix="bk-bench-") as d:
+        tmp = Path(d)
+        parts = [("main", lambda: part_main_job(tmp)), ("sensitivity", part_sensitivity),
+                 ("claims", lambda: part_claims(tmp)),
+                 ("scale", lambda: part_scale({"random_effects": "100,1000" if args.quick else "100,1000,10000",
+                                               "source_hierarchical": "100"})),
+                 ("brms", lambda: part_brms(tmp))]
+        for name, fn in parts:
+            if name in skip:
+                print(f"[{name}] skipped (--skip)")
+                continue
+            t = time.perf_counter()
+            for line in fn():
+                print(f"[{name}] {line}", flush=True)
+            print(f"[{name}] part took {time.perf_counter() - t:.0f} s", flush=True)
+    print(f"total {time.perf_counter() - t0:.0f} s; load average at end {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
