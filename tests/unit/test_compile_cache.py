@@ -143,6 +143,7 @@ def test_cached_compile_draws_equal_fresh_compile_and_memory_hit(eight_schools, 
     assert np.mean(_draws(shifted)) > np.mean(_draws(loaded)) + 20  # y + 100 with se 9-18: mu moves ~+100
 
 
+@pytest.mark.slow  # compiles several times (~30 s); the default suite keeps the second-process test
 def test_corrupt_entry_is_rebuilt_not_used(eight_schools, cache):
     spec, design = _design(eight_schools)
     _, fresh = _get(spec, design)
@@ -165,6 +166,7 @@ def test_corrupt_entry_is_rebuilt_not_used(eight_schools, cache):
     assert cc.STATS == {"disk_hits": 1}
 
 
+@pytest.mark.slow  # compiles several times (~30 s); the default suite keeps the second-process test
 def test_other_shape_or_versions_are_not_reused(eight_schools, cache, monkeypatch):
     spec, design = _design(eight_schools)
     _get(spec, design)
