@@ -104,7 +104,7 @@ def masked_refit(result, keep, settings="quick", spec=None) -> xr.DataTree:
     se[~keep] = MASK_SD_FACTOR * float(se.max())
     design.se = se
     st = refit_settings(result, settings)
-    dt = sample_spec(spec or result.spec, design, seed=st["seed"], draws=st["draws"], tune=st["tune"],
+    dt = sample_spec(spec or result.spec, design, adapt=True, seed=st["seed"], draws=st["draws"], tune=st["tune"],
                      chains=st["chains"], sampler=st["sampler"], target_accept=st["target_accept"],
                      extra_groups=False)
     roles = get_kind(result.spec.kind).roles(result.spec)
@@ -419,7 +419,7 @@ def small_study_model(result, moderator: str = "pet", *, prior: str | None = Non
     if len(excluded):
         raise RuntimeError(f"{moderator.upper()} model: rows of the fit are left out ({set(excluded['excluded_reason'])})")
     st = refit_settings(result, settings)
-    dt = sample_spec(spec, design, seed=st["seed"], draws=st["draws"], tune=st["tune"], chains=st["chains"],
+    dt = sample_spec(spec, design, adapt=True, seed=st["seed"], draws=st["draws"], tune=st["tune"], chains=st["chains"],
                      sampler=st["sampler"], target_accept=st["target_accept"], extra_groups=False)
     roles = get_kind(spec.kind).roles(spec)
     lower = result.lower_is_better

@@ -78,7 +78,7 @@ def _refit_without(result, position: int, label: str) -> tuple[xr.Dataset, str]:
         # (and the same sources) share one compiled model; the labels are not used below
         design.trial = [f"loo_{k}" for k in range(len(design.trial))]
     st = _settings(result)
-    dt = sample_spec(result.spec, design, seed=st["seed"], draws=st["draws"], tune=st["tune"],
+    dt = sample_spec(result.spec, design, adapt=True, seed=st["seed"], draws=st["draws"], tune=st["tune"],
                      chains=st["chains"], sampler=st["sampler"], target_accept=st["target_accept"],
                      extra_groups=False)
     problems = diagnose(dt, var_names=[overall]).attrs["problems"]

@@ -77,7 +77,7 @@ def inconsistency(result, ci: float = 0.95) -> InconsistencyCheck:
     spec = ume_spec(result.spec)
     design, excluded = prepare(spec, result.effects, **result.selection)
     st = sampler_settings(result)
-    dt = sample_spec(spec, design, seed=st["seed"], draws=st["draws"], tune=st["tune"], chains=st["chains"],
+    dt = sample_spec(spec, design, adapt=True, seed=st["seed"], draws=st["draws"], tune=st["tune"], chains=st["chains"],
                      sampler=st["sampler"], target_accept=st["target_accept"])
     get_kind(spec.kind).add_predictions(dt, spec, st["seed"])
     dt.attrs.update(result.dt.attrs)

@@ -489,7 +489,7 @@ def sensitivity(result, prior_sets=None, *, draws: int | None = None, tune: int 
         else:
             design, _ = prepare(spec, result.effects, **result.selection)
             n_cache = cache_size()
-            dt = sample_spec(spec, design, seed=st["seed"], draws=st["draws"], tune=st["tune"],
+            dt = sample_spec(spec, design, adapt=True, seed=st["seed"], draws=st["draws"], tune=st["tune"],
                                      chains=st["chains"], sampler=st["sampler"],
                                      target_accept=st["target_accept"], extra_groups=False)
             run["compiled"] = cache_size() > n_cache
