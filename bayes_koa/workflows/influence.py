@@ -6,6 +6,12 @@ weights of :func:`bayes_koa.analysis.checks.loo`) and, for trials whose Pareto k
 ``refit_threshold_k``, by an exact refit without the trial (same spec, priors, seed and sampler
 settings; the compiled model is shared by refits of the same size). Which variable is the overall
 effect and which are the group means is the kind's business (its roles).
+
+Why not ``arviz_stats.loo_expectations`` / ``loo_influence``: they weight per observation of the
+log-likelihood, while a trial here is several rows (multi-arm trials, outcomes, times) whose
+log-likelihoods are summed first, and the quantities are posterior parameters and P(best) indicators
+of several groups at once; the weights are ``az.loo``'s Pareto-smoothed ``log_weights`` of the
+trial-level log-likelihood, and the expectations are the same weighted sums those helpers compute.
 """
 
 from __future__ import annotations
