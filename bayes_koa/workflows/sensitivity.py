@@ -78,6 +78,7 @@ PATH_FITTED = "fitted result (MCMC)"
 PATH_MCMC = "MCMC refit (cached compiled model)"
 PATH_EXACT = "exact (quadrature over tau)"
 PATH_PSIS = "PSIS reweighting of the fitted draws"
+PSIS_MIN_ESS = 400  # importance-sampling ESS below this refits (the 400 of Vehtari et al. 2021 for 4 chains)
 
 
 def psis_k_threshold(n_draws: int) -> float:
@@ -459,7 +460,8 @@ def sensitivity(result, prior_sets=None, *, draws: int | None = None, tune: int 
             if log_ratio is not None:
                 resampled, k, ess_is = psis_resample(ref_post, log_ratio, st["seed"])
                 run.update(pareto_k=k, ess_is=ess_is)
-                if not k <= psis_k_threshold(ref_post.sizes["chain"] * ref_post.sizes["draw"]):
+                if not k <= psis_k_threshold(ref_post.sizes["chain"] * ref_post.sizes["draw"]) \
+                        or ess_is < PSIS_MIN_ESS:
                     resampled = None  # the new posterior is too far from the fitted one: refit
         if use_exact:
             design, _ = prepare(spec, result.effects, **result.selection)
@@ -480,7 +482,9 @@ def sensitivity(result, prior_sets=None, *, draws: int | None = None, tune: int 
             dt = xr.DataTree.from_dict({"posterior": resampled, "sample_stats": result.dt["sample_stats"].to_dataset()})
             post = resampled
             rows += posterior_quantities(post, name, path, spec, result.lower_is_better)
-            run.update(path=path, **_diag_row(dt, spec))
+            # R-hat / ESS of resampled draws (repeats) mean nothing: the health is the fitted draws' plus
+            # Pareto k and the importance-sampling ESS (both checked above)
+            run.update(path=path, **_diag_row(result.dt, spec))
             if claims_fn is not None:  # reweighted draws of the fitted result: its sampler diagnostics
                 design, _ = prepare(spec, result.effects, **result.selection)
                 rows += _claim_rows(claims_fn, _as_result(result, spec, design, dt, st), name, path,

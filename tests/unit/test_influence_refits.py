@@ -11,6 +11,8 @@ from bayes_koa.analysis.checks import ParetoKWarning
 from bayes_koa.inference import sampling
 from bayes_koa.workflows import influence
 
+pytestmark = pytest.mark.slow  # ~100 s on a cold compile cache; the default suite keeps tests/unit/test_checks.py's PSIS checks
+
 PRIORS = {"mu": "Normal(mu=0, sigma=50)", "tau": "HalfNormal(sigma=10)"}
 
 
