@@ -214,6 +214,21 @@ def _model_kind(model: str) -> str:
         return ""
 
 
+def _start_analyze(args, model_note: str = ""):
+    """The start every ``analyze`` shares: the report folder checked before any work, the data read, the
+    SIMULATED line and the header line. Returns (start time, output tee, data, simulated)."""
+    t0 = time.time()
+    _check_out(args.out)
+    out = _Tee()
+    data = _load_data(args.data)
+    simulated = _is_simulated(data)
+    if simulated:
+        out(SIM_LINE)
+    out(f"bayes-koa analyze: data {getattr(data, 'source', args.data)}; outcome {args.outcome} at month "
+        f"{args.time:g}; measure {args.measure}; model {args.model}{model_note}")
+    return t0, out, data, simulated
+
+
 def _network_beside_pooled(res, data, args) -> pd.DataFrame | None:
     """Per source: the network's effect against the reference and P(best), the pooled source model's
     effect against control and P(best), and the comparators that source's trials used."""
@@ -258,15 +273,7 @@ def _analyze_network(args) -> int:
 
     from .koa.network import network_arms
 
-    t0 = time.time()
-    _check_out(args.out)
-    out = _Tee()
-    data = _load_data(args.data)
-    simulated = _is_simulated(data)
-    if simulated:
-        out(SIM_LINE)
-    out(f"bayes-koa analyze: data {getattr(data, 'source', args.data)}; outcome {args.outcome} at month "
-        f"{args.time:g}; measure {args.measure}; model {args.model} (network meta-analysis)")
+    t0, out, data, simulated = _start_analyze(args, " (network meta-analysis)")
     arms = network_arms(data, args.outcome, args.time, measure=args.measure)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SamplingWarning)
@@ -362,15 +369,7 @@ def cmd_analyze(args) -> int:
 
     if _model_kind(args.model) == "network":
         return _analyze_network(args)
-    t0 = time.time()
-    _check_out(args.out)
-    out = _Tee()
-    data = _load_data(args.data)
-    simulated = _is_simulated(data)
-    if simulated:
-        out(SIM_LINE)
-    out(f"bayes-koa analyze: data {getattr(data, 'source', args.data)}; outcome {args.outcome} at month "
-        f"{args.time:g}; measure {args.measure}; model {args.model}")
+    t0, out, data, simulated = _start_analyze(args)
     eff = _effects_for(data, args.measure, args.outcome)
     if hasattr(data, "trials"):  # publication year and primary/secondary source, for the report's refits
         from .effects.trial_info import with_trial_columns
