@@ -9,14 +9,45 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..spec.files import SpecError
 from ..util.order import ordered
 
-__all__ = ["SOURCE_ORDER", "ORIGIN_ORDER", "ordered", "Selection", "missing", "normal_level", "prior_variable"]
+__all__ = ["SOURCE_ORDER", "ORIGIN_ORDER", "ordered", "Selection", "missing", "normal_level", "prior_variable",
+           "pick_rows"]
 
 SOURCE_ORDER = ("BM", "UC", "AD", "placenta", "BMAC", "other")
 ORIGIN_ORDER = ("autologous", "allogeneic")
 
 
+
+
+def pick_rows(df: pd.DataFrame, col: str, wanted, what: str, *, table: str = "effect table",
+              pools: str = "this model pools one", narrow: bool = True) -> pd.DataFrame:
+    """The rows of one ``col`` value (an outcome, a time point) that a model pools.
+
+    ``wanted`` None: the usable rows (empty ``excluded_reason``) must hold at most one value, else a
+    one-line error lists them; with ``narrow`` the table is then narrowed to that value, otherwise it is
+    returned whole (the network kind keeps rows the Selection log reports). A ``time_months`` value is
+    compared as a number (6 and 6.0 and "6" are one time point). A wanted value the table lacks is an
+    error naming what the table has.
+    """
+    if col not in df:
+        return df
+    if wanted is None:
+        vals = df.loc[df["excluded_reason"] == "", col].dropna().unique()
+        if len(vals) > 1:
+            raise SpecError(f"the {table} holds {len(vals)} {what}s ({', '.join(map(str, sorted(vals)))}); "
+                            f"{pools}: pass {col.replace('_months', '')}=...")
+        if len(vals) == 0 or not narrow:
+            return df
+        wanted = vals[0]
+    values = pd.to_numeric(df[col], errors="coerce") if col == "time_months" else df[col]
+    if col == "time_months":
+        wanted = float(wanted)
+    present = set(values.dropna())
+    if wanted not in present:
+        raise SpecError(f"{what} {wanted!r} is not in the {table}; it has {sorted(present)}")
+    return df[values == wanted]
 
 
 def missing(values: pd.Series) -> pd.Series:

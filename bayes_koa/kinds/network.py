@@ -96,7 +96,7 @@ from ..effects.conversions import hedges_j
 from ..spec.files import SpecError
 from ..spec.model_spec import element_key
 from .base import GROUP_COLUMN, Kind, Option, Roles, group_dim, register
-from .common import ORIGIN_ORDER, SOURCE_ORDER, Selection, missing, normal_level, ordered, prior_variable
+from .common import ORIGIN_ORDER, SOURCE_ORDER, Selection, missing, normal_level, ordered, pick_rows, prior_variable
 
 __all__ = ["NetworkDesign", "NetworkKind", "DEFAULT_PRIORS", "COMPARATOR_ORDER", "league_table",
            "network_graph", "direct_evidence", "indirect_only", "loops", "components"]
@@ -337,25 +337,6 @@ def _check_text_numbers(df, cols, arm_col, study_col):
             _bad_number(df, col, bad, "is not a number", arm_col, study_col)
 
 
-def _pick(df: pd.DataFrame, col: str, wanted, what: str) -> pd.DataFrame:
-    if col not in df:
-        return df
-    if wanted is None:
-        vals = df.loc[df["excluded_reason"] == "", col].dropna().unique()
-        if len(vals) > 1:
-            raise SpecError(f"the arm table holds {len(vals)} {what}s ({', '.join(map(str, sorted(vals)))}); "
-                            f"a network pools one: pass {col.replace('_months', '')}=...")
-        return df
-    if col == "time_months":
-        t = pd.to_numeric(df[col], errors="coerce")
-        if float(wanted) not in set(t.dropna()):
-            raise SpecError(f"time point {wanted!r} is not in the arm table; it has {sorted(set(t.dropna()))}")
-        return df[t == float(wanted)]
-    if wanted not in set(df[col].dropna()):
-        raise SpecError(f"{what} {wanted!r} is not in the arm table; it has {sorted(set(df[col].dropna()))}")
-    return df[df[col] == wanted]
-
-
 def components(edges: list[tuple[str, str]], nodes: list[str]) -> list[list[str]]:
     """Connected pieces of a graph (union-find), each a sorted list, largest first."""
     parent = {v: v for v in nodes}
@@ -403,8 +384,9 @@ def prepare(spec, table: pd.DataFrame, *, study: str | None = None, treatment: s
                             f"(its columns: {', '.join(map(str, df.columns))}); name it with {what.split()[0]}=...")
     ref = reference if reference is not None else spec.get("reference", "placebo")
     df["excluded_reason"] = df["excluded_reason"].fillna("").astype(str) if "excluded_reason" in df else ""
-    df = _pick(df, "outcome", outcome, "outcome")
-    df = _pick(df, "time_months", time, "time point")
+    pick = dict(table="arm table", pools="a network pools one", narrow=False)
+    df = pick_rows(df, "outcome", outcome, "outcome", **pick)
+    df = pick_rows(df, "time_months", time, "time point", **pick)
     arm_col = arm if arm is not None else ("arm_id" if "arm_id" in df else None)
     _check_text_numbers(df, (mean, sd, n, se, events, diff, se_diff), arm_col or treatment, study)
     df["nma_trial"] = df[study].astype("string").fillna("").str.strip().astype(object)

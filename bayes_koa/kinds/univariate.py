@@ -20,7 +20,7 @@ import xarray as xr
 from ..spec.files import SpecError
 from ..spec.model_spec import ModelSpec
 from .base import GROUP_COLUMN, Kind, Option, Roles, group_dim, register
-from .common import prior_variable, ORIGIN_ORDER, SOURCE_ORDER, Selection, missing, normal_level, ordered
+from .common import prior_variable, ORIGIN_ORDER, SOURCE_ORDER, Selection, missing, normal_level, ordered, pick_rows
 
 __all__ = ["Design", "UnivariateKind", "DEFAULT_PRIORS", "MODERATORS", "moderator_columns"]
 
@@ -118,23 +118,6 @@ def _labels(rows: pd.DataFrame) -> list[str]:
     return ids.tolist()
 
 
-def _pick(df: pd.DataFrame, col: str, wanted, what: str) -> pd.DataFrame:
-    """Keep the rows of one outcome (or time); with ``wanted`` None the usable rows must agree."""
-    if col not in df:
-        return df
-    if wanted is None:
-        vals = df.loc[df["excluded_reason"] == "", col].dropna().unique()
-        if len(vals) > 1:
-            raise SpecError(f"the effect table holds {len(vals)} {what}s ({', '.join(map(str, sorted(vals)))}); "
-                            f"this model pools one: pass {col.replace('_months', '')}=...")
-        if len(vals) == 0:
-            return df
-        wanted = vals[0]
-    elif wanted not in set(df[col]):
-        raise SpecError(f"{what} {wanted!r} is not in the effect table; it has {sorted(set(df[col].dropna()))}")
-    return df[df[col] == wanted]
-
-
 def _prepare(spec: ModelSpec, effects: pd.DataFrame, outcome: str | None = None,
              time: float | None = None) -> tuple[Design, pd.DataFrame]:
     """Rows of one outcome at one time that a fixed/random/hierarchical model can use."""
@@ -148,8 +131,8 @@ def _prepare(spec: ModelSpec, effects: pd.DataFrame, outcome: str | None = None,
             raise SpecError("the effect table needs 'vi' (sampling variance) or 'sei' (standard error)")
         df["vi"] = pd.to_numeric(df["sei"], errors="coerce") ** 2
     df["excluded_reason"] = df["excluded_reason"].fillna("").astype(str) if "excluded_reason" in df else ""
-    df = _pick(df, "outcome", outcome, "outcome")
-    df = _pick(df, "time_months", time, "time point")
+    df = pick_rows(df, "outcome", outcome, "outcome")
+    df = pick_rows(df, "time_months", time, "time point")
     if "multiarm" in df and "cov_group" in df:
         keep = df["excluded_reason"] == ""
         shared = df.loc[keep & df["multiarm"].astype(str).str.startswith("keep"), "cov_group"].fillna("").astype(str)
