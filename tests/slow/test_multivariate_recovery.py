@@ -73,7 +73,11 @@ def _design(replicates: int = 3) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def runs() -> pd.DataFrame:
     design_trials = _design()
-    spec = load_spec("multi_outcome", rho_outcome=0.0, rho_time=0.0)
+    # centred source level (parameterization "mixed"): every source here has hundreds of rows (27-42
+    # trials x 4 outcomes x 3 times, or 6 UC trials x 12), the regime where a centred level mixes better.
+    # Non-centred, the pooled mu reached R-hat 1.016-1.021 in one of 20 seeds at 4 x 2000 draws (mu and
+    # the source z's trade off along a ridge); centred, 10 seeds gave max R-hat 1.003-1.011.
+    spec = load_spec("multi_outcome", rho_outcome=0.0, rho_time=0.0, parameterization="mixed")
     rows = []
     for seed in range(1, N_SEEDS + 1):
         data = bk.simulate(design=design_trials, truth=FULL_REPORTING, seed=seed, adverse_events=False)
@@ -83,14 +87,15 @@ def runs() -> pd.DataFrame:
         # 3 times, minus the times after a trial's follow-up)
         assert excluded.empty and len(design.row) == 3 * 432
         # no warning filter: sample_spec itself warns about nothing; sampler health is asserted below
-        dt = sample_spec(spec, design, seed=seed, draws=2000, tune=2000, extra_groups=False)  # 1500/1000: mu R-hat 1.016 in one seed
+        dt = sample_spec(spec, design, seed=seed, draws=2000, tune=2000, extra_groups=False)
         post = dt["posterior"]
         health = diagnose(dt, var_names=["mu", "tau", "overall_by_time", "source_time_mean"])
-        # a coverage count from a fit that did not converge would mean nothing: R-hat and ESS must pass,
-        # and divergences stay isolated (<= 0.5% of the 6,000 draws)
-        # R-hat <= 1.02: over seeds the pooled mu of this 1,296-row model reaches 1.011-1.016 at 4 x 2000 draws
-        # while its ESS stays in the hundreds; 1.02 still refuses a fit whose chains disagree
-        assert (health["r_hat"] <= 1.02).all() and health.attrs["divergences"] <= 30, health.attrs["problems"]
+        # a coverage count from a fit that did not converge would mean nothing: R-hat <= 1.02 and divergences
+        # isolated (<= 0.5% of the 8,000 draws; 0-29 seen in 10 seeds). Why 1.02 and not 1.01: centred, the
+        # worst of the 14 checked quantities reached 1.003-1.011 over 10 seeds with bulk ESS 550-1400, the
+        # spread R-hat has between converged chains at that ESS; chains that disagree give more than 1.02
+        # (the non-centred model's mu reached 1.021, which this refuses).
+        assert (health["r_hat"] <= 1.02).all() and health.attrs["divergences"] <= 40, health.attrs["problems"]
         f, m = data.truth["time_profile"], data.truth["design_mean_theta"]
         n_div = int(dt["sample_stats"]["diverging"].sum())
 
