@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..data import validate_effect_table
 from ..inference.diagnostics import SamplingWarning, diagnose
+from ..inference.fit_cache import RECORD_ATTR
 from ..inference.provenance import data_hash, versions
 from ..inference.sampling import ADAPTATION_ATTR, DEFAULT_SETTINGS, default_settings, sample_spec
 from ..kinds import GROUP_COLUMN, get_kind, load_spec, prepare
@@ -39,7 +40,7 @@ def fit(effects: pd.DataFrame, model: str = "source_hierarchical", priors: Mappi
         seed: int | None = None, draws: int | None = None, tune: int | None = None, chains: int | None = None,
         sampler: str | None = None, target_accept: float | None = None, progress: bool = False,
         structure: Mapping[str, Any] | None = None, warn: bool = True, adapt: bool = True,
-        groups: tuple[str, ...] = ("prior",), **selection: Any) -> MetaAnalysis:
+        groups: tuple[str, ...] = ("prior",), cache: bool | str | None = None, **selection: Any) -> MetaAnalysis:
     """Fit a model file to a table and return a :class:`~bayes_koa.api.result.MetaAnalysis`.
 
     ``effects``: the table of :func:`bayes_koa.effect_sizes`, or any DataFrame with ``trial_id``,
@@ -60,6 +61,11 @@ def fit(effects: pd.DataFrame, model: str = "source_hierarchical", priors: Mappi
     higher target_accept; the record (``provenance["sampler_settings"]["adaptive_refit"]``,
     ``diagnostics().attrs``) says so. ``groups``: extra groups stored at once (default the prior draws);
     the others ("log_likelihood", "log_prior") are computed when first asked for (``result.require``).
+    ``cache``: the fit cache (:mod:`bayes_koa.inference.fit_cache`, like brms's ``file=``): None/True
+    return the stored draws of an identical earlier fit (same model, data, priors, seed, settings and
+    versions; ``provenance["fit_cache"]`` says it was reused, from which file, fitted when), "refit"
+    samples again and replaces the entry, False neither reads nor writes. ``BAYES_KOA_FIT_CACHE=off``
+    (or ``BAYES_KOA_CACHE=off``) switches it off.
     ``selection``: kind-specific options for picking rows (e.g. the network kind's ``study=``,
     ``treatment=``, ``reference=``).
     """
@@ -71,13 +77,21 @@ def fit(effects: pd.DataFrame, model: str = "source_hierarchical", priors: Mappi
     settings = {k: v for k, v in dict(draws=draws, tune=tune, chains=chains, sampler=sampler,
                                       target_accept=target_accept).items() if v is not None}
     return fit_spec(spec, effects, outcome=outcome, time=time, lower_is_better=lower_is_better, seed=seed,
-                    settings=settings, progress=progress, warn=warn, adapt=adapt, groups=groups, **selection)
+                    settings=settings, progress=progress, warn=warn, adapt=adapt, groups=groups, cache=cache,
+                    **selection)
+
+
+def _fitted_time(dt) -> str:
+    record = json.loads(dt.attrs.get(RECORD_ATTR, "{}") or "{}")
+    if record.get("fitted"):
+        return pd.Timestamp(record["fitted"]).isoformat()
+    return pd.Timestamp.now(tz="UTC").floor("s").isoformat()
 
 
 def fit_spec(spec, effects: pd.DataFrame, *, outcome=None, time=None, lower_is_better: bool = True,
              seed: int | None = None, settings: Mapping[str, Any] | None = None, progress: bool = False,
              warn: bool = True, adapt: bool = True, groups: tuple[str, ...] = ("prior",),
-             **selection: Any) -> MetaAnalysis:
+             cache: bool | str | None = None, **selection: Any) -> MetaAnalysis:
     """:func:`fit` for a resolved :class:`~bayes_koa.spec.ModelSpec`."""
     kind_defaults = get_kind(spec.kind).sampler_defaults(spec)
     given = dict(settings or {})
@@ -99,7 +113,7 @@ def fit_spec(spec, effects: pd.DataFrame, *, outcome=None, time=None, lower_is_b
     dt = sample_spec(spec, design, seed=seed, draws=int(settings["draws"]), tune=int(settings["tune"]),
                      chains=int(settings["chains"]), sampler=str(settings["sampler"]),
                      target_accept=float(settings["target_accept"]), progress=progress, adapt=adapt,
-                     extra_groups=tuple(groups))  # the others: result.require(), when asked
+                     extra_groups=tuple(groups), cache=cache)  # the others: result.require(), when asked
     adaptation = json.loads(dt.attrs.pop(ADAPTATION_ATTR))
     if adaptation["refit"]:  # the draws kept are the refit's: record its target_accept
         settings = {**settings, "target_accept": adaptation["refit_target_accept"]}
@@ -134,7 +148,8 @@ def fit_spec(spec, effects: pd.DataFrame, *, outcome=None, time=None, lower_is_b
         "bayes_koa_sampler_settings": json.dumps({**{k: settings[k] for k in ("draws", "tune", "chains", "target_accept")},
                                                   "from": origin, "adaptive_refit": adaptation}),
         "bayes_koa_versions": json.dumps(versions()),
-        "bayes_koa_created": pd.Timestamp.now(tz="UTC").isoformat(),
+        # when the draws were made (an earlier process's time when the fit cache served them)
+        "bayes_koa_created": _fitted_time(dt),
     })
     result = MetaAnalysis(dt=dt, spec=spec, effects=design.rows, excluded=excluded, _design=design)
     diag = result.diagnostics()

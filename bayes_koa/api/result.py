@@ -63,7 +63,7 @@ class MetaAnalysis:
         a = self.dt.attrs
         out = {k.removeprefix("bayes_koa_"): a[k] for k in a if k.startswith("bayes_koa_")
                and k not in ("bayes_koa_model_file", "bayes_koa_effects", "bayes_koa_excluded")}
-        for k in ("priors", "versions", "structure", "sampler_settings"):
+        for k in ("priors", "versions", "structure", "sampler_settings", "fit_cache"):
             if k in out:
                 out[k] = json.loads(out[k])
         return out

@@ -185,7 +185,7 @@ def add_groups(dt: xr.DataTree, spec: ModelSpec, design, groups=EXTRA_GROUPS, *,
 def sample_spec(spec: ModelSpec, design, *, seed: int, draws: int = 2000, tune: int = 2000,
                 chains: int = 4, sampler: str = "nutpie", target_accept: float = 0.99,
                 progress: bool = False, extra_groups=True, prior_draws: int = 1000,
-                cores: int | None = None, adapt: bool = False) -> xr.DataTree:
+                cores: int | None = None, adapt: bool = False, cache: bool | str | None = None) -> xr.DataTree:
     """Sample ``spec`` on ``design`` (compiled once, cached) and return the DataTree.
 
     ``extra_groups``: True adds prior (+ prior_predictive), log_likelihood and log_prior groups; False none
@@ -195,13 +195,30 @@ def sample_spec(spec: ModelSpec, design, *, seed: int, draws: int = 2000, tune: 
     ``adapt``: when the fit shows divergences, refit once at :func:`escalated_target_accept` (same seed,
     draws, tune). The record goes into ``dt.attrs[ADAPTATION_ATTR]`` (JSON: first target_accept and its
     divergences, the refit's target_accept) whether or not a refit happened; diagnostics report it.
+    ``cache``: the fit cache (:mod:`bayes_koa.inference.fit_cache`): None/True use it (a call with the
+    same model, data, priors, seed, settings and versions returns the stored draws, sampling nothing and
+    importing no PyMC), "refit" samples again and replaces the entry, False neither reads nor writes.
     """
     import json
+
+    from . import fit_cache
+
+    values = data_values(spec, design)
+    groups = EXTRA_GROUPS if extra_groups is True else tuple(extra_groups or ())
+    how = fit_cache.current_mode(cache)
+    key = None
+    if how != "off":
+        key = fit_cache.fit_key(spec, design, values, seed=seed, draws=draws, tune=tune, chains=chains,
+                                sampler=sampler, target_accept=target_accept, adapt=adapt, groups=groups,
+                                prior_draws=prior_draws)
+        if how == "use":
+            hit = fit_cache.lookup(key)
+            if hit is not None:
+                return hit
 
     import pymc as pm
 
     comp = _compiled(spec, design, sampler)
-    values = data_values(spec, design)
     with comp.model:
         pm.set_data(values)
     run = dict(sampler=sampler, draws=draws, tune=tune, chains=chains, seed=seed, cores=cores, progress=progress)
@@ -214,9 +231,10 @@ def sample_spec(spec: ModelSpec, design, *, seed: int, draws: int = 2000, tune: 
         record.update(refit=True, refit_target_accept=higher, refit_divergences=_divergences(dt))
     dt.attrs[ADAPTATION_ATTR] = json.dumps(record)
     _attach_data(dt, comp.model)  # the data the draws were made from (cheap: no sampling, no compile)
-    groups = EXTRA_GROUPS if extra_groups is True else tuple(extra_groups or ())
     if groups:
         add_groups(dt, spec, design, groups, seed=seed, prior_draws=prior_draws, sampler=sampler)
+    if key is not None:  # only a complete fit gets here (an interrupted one raised in _run)
+        fit_cache.store(key, dt)
     return dt
 
 
