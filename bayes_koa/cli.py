@@ -229,6 +229,41 @@ def _start_analyze(args, model_note: str = ""):
     return t0, out, data, simulated
 
 
+def _fit_cache_line(res) -> str:
+    """One line: the draws came from the fit cache (which file, fitted when) or were sampled now and stored."""
+    rec = res.provenance.get("fit_cache")
+    if not rec:
+        return "Fit cache: off (sampled now, not stored)"
+    if rec.get("reused"):
+        return (f"Fit cache: reused the draws fitted {rec.get('fitted', '?')} ({rec.get('path', '')}); "
+                "nothing was sampled (--refit samples again)")
+    return f"Fit cache: sampled now and stored ({rec.get('path') or 'not stored: see the log'})"
+
+
+def _process_seconds() -> float | None:
+    """Seconds since this process started (interpreter start-up and imports included); None off Linux."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # clock ticks after boot
+        boot = next(float(ln.split()[1]) for ln in Path("/proc/stat").read_text().splitlines()
+                    if ln.startswith("btime"))
+        return time.time() - (boot + started)
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def _elapsed_line() -> str:
+    """The whole run's time, printed last (after plots, result.nc and report.html were written)."""
+    from .inference import fit_cache
+
+    s = _process_seconds()
+    st = fit_cache.STATS
+    fits = (f"; fit cache: {st.get('hits', 0)} fit(s) reused, {st.get('stored', 0)} sampled and stored"
+            + (f", {st['rejected']} damaged entr(ies) refitted" if st.get("rejected") else ""))
+    return (f"Elapsed {s:.1f} s (whole process, report written{fits})" if s is not None
+            else f"Elapsed: see the shell's timer{fits}")
+
+
 def _network_beside_pooled(res, data, args) -> pd.DataFrame | None:
     """Per source: the network's effect against the reference and P(best), the pooled source model's
     effect against control and P(best), and the comparators that source's trials used."""
@@ -384,6 +419,7 @@ def cmd_analyze(args) -> int:
         res = fit(eff, args.model, priors=priors, outcome=args.outcome, time=args.time, seed=args.seed,
                   draws=args.draws, tune=args.tune, chains=args.chains, progress=not args.quiet)
     st = res.provenance["sampler_settings"]
+    out(_fit_cache_line(res))
     out(f"Sampled {st['chains']} chains x ({st['tune']} tune + {st['draws']} draws) at target_accept "
         f"{st['target_accept']:g} (" + ", ".join(f"{k} from {v}" for k, v in st.get("from", {}).items()) + ")")
     out("")
@@ -453,7 +489,7 @@ def cmd_analyze(args) -> int:
         for k, why in parts["missing"].items():
             out(f"report.html: {k} not shown ({why})")
         out(f"Report tables and refits ({args.refits}): {time.time() - t_rep:.1f} s")
-    out(f"\nElapsed {time.time() - t0:.1f} s")
+    out(f"\nFit and tables: {time.time() - t0:.1f} s")
     if args.out:
         with _staged(Path(args.out)) as folder:
             _write_csv(summ, folder / "summary.csv", simulated)
@@ -493,6 +529,7 @@ def cmd_analyze(args) -> int:
             parts["log_text"] = "\n".join(out.lines)
             write_report(parts, folder / "report.html")
         print(f"Report written to {args.out}/ (report.html, summary, ranking, diagnostics, priors, effects, plots, result.nc)")
+    print(_elapsed_line())
     if probs:
         print(PROBLEM_BANNER, file=sys.stderr)
         return EXIT_DIAGNOSTICS
@@ -680,6 +717,9 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--tune", type=_count(0), default=None, help="default: the model kind's measured setting")
     a.add_argument("--chains", type=_count(1), default=None, help="default: 4")
     a.add_argument("--quiet", action="store_true", help="no progress bar")
+    a.add_argument("--refit", action="store_true",
+                   help="sample every fit again instead of reusing the fit cache's draws of an identical earlier "
+                        "run (BAYES_KOA_FIT_CACHE=off switches the cache off)")
     a.add_argument("--refits", choices=("quick", "fit", "none"), default="quick",
                    help="report.html's refits (evidence sensitivity, cumulative, PET model): 'quick' (default: "
                         "2 chains x 400 draws on the fit's compiled model), 'fit' (the fit's settings) or 'none'")
@@ -729,8 +769,11 @@ def main(argv: list[str] | None = None) -> int:
     """Exit codes: 0 done; 2 bad input (one line on stderr); 3 done but the sampler diagnostics failed;
     130 interrupted (nothing written)."""
     args = parser().parse_args(argv)
+    from .inference import fit_cache
+
     try:
-        return args.func(args)
+        with fit_cache.mode("refit" if getattr(args, "refit", False) else "use"):
+            return args.func(args)
     except (ValueError, OSError) as e:  # data, prior, model and file errors: say what and stop
         if isinstance(e, BrokenPipeError):
             raise

@@ -358,10 +358,19 @@ class MetaAnalysis:
 
         Atomic (a temporary file in the same folder, then renamed) and with a checksum of the draws
         that :func:`load` verifies (:mod:`bayes_koa.inference.store`)."""
+        from ..inference import fit_cache
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        return save_datatree(self.dt, path, {"bayes_koa_effects": table_to_attr(self.effects),
-                                             "bayes_koa_excluded": table_to_attr(self.excluded)})
+        dt = self.dt
+        record = dt.attrs.get(fit_cache.RECORD_ATTR)
+        if record:  # whether this process sampled the draws is the run's business, not the file's
+            dt = dt.copy()
+            dt.attrs[fit_cache.RECORD_ATTR] = json.dumps({k: v for k, v in json.loads(record).items() if k != "reused"})
+        # an identical file saved before (a second run served by the fit cache) is linked, not rewritten
+        return save_datatree(dt, path, {"bayes_koa_effects": table_to_attr(self.effects),
+                                        "bayes_koa_excluded": table_to_attr(self.excluded)},
+                             reuse=fit_cache.results_dir())
 
     @classmethod
     def load(cls, path: str | Path) -> "MetaAnalysis":

@@ -46,7 +46,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-__all__ = ["fit_key", "lookup", "store", "cache_dir", "clear", "mode", "current_mode", "STATS", "RECORD_ATTR",
+__all__ = ["fit_key", "lookup", "store", "cache_dir", "results_dir", "clear", "mode", "current_mode", "STATS", "RECORD_ATTR",
            "FORMAT"]
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,13 @@ def cache_dir() -> Path | None:
         xdg = os.environ.get("XDG_CACHE_HOME")
         base = (Path(xdg) if xdg else Path.home() / ".cache") / "bayes_koa"
     return base / "fits"
+
+
+def results_dir() -> Path | None:
+    """Folder of verified result files (``MetaAnalysis.save`` links an identical one instead of writing
+    it again: :func:`bayes_koa.inference.store.save_datatree`'s ``reuse``); None when the cache is off."""
+    folder = cache_dir()
+    return None if folder is None or current_mode() == "off" else folder.parent / "results"
 
 
 @contextlib.contextmanager

@@ -225,7 +225,94 @@ def _short(v) -> str:
     return t if len(t) <= 40 else t[:37] + "..."
 
 
-def save_datatree(dt, path, extra_attrs: dict | None = None) -> Path:
+def _content_digest(out) -> str:
+    """sha256 of everything that decides the bytes :func:`_write_netcdf` writes for ``out``: the draws
+    (:func:`draws_checksum`), every group's and variable's attributes, dtypes and encodings."""
+    h = hashlib.sha256(b"bayes_koa netcdf content v1\n")
+    h.update(draws_checksum(out).encode())
+    for node in sorted(out.subtree, key=lambda n: n.path):
+        ds = node.to_dataset(inherit=False)
+        h.update(json.dumps([node.path, _attr_out(dict(node.attrs))], sort_keys=True).encode())
+        for name in sorted(map(str, ds.variables)):
+            v = ds[name].variable
+            h.update(json.dumps([name, str(v.dtype), _attr_out(dict(v.attrs)),
+                                 repr(sorted(v.encoding.items()))], sort_keys=True).encode())
+    h.update(f"{_ENGINE}|{xr_version()}".encode())
+    return h.hexdigest()
+
+
+def xr_version() -> str:
+    import importlib.metadata as md
+
+    parts = []
+    for pkg in ("xarray", "h5netcdf", "h5py"):
+        try:
+            parts.append(f"{pkg}={md.version(pkg)}")
+        except md.PackageNotFoundError:
+            parts.append(f"{pkg}=?")
+    return ",".join(parts)
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _place_copy(src: Path, dst: Path) -> None:
+    """``dst`` (which must not exist) becomes a hard link to ``src``, or a copy across file systems."""
+    import shutil
+
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def _reused_file(folder: Path, digest: str, tmp: Path) -> bool:
+    """Put the verified file of ``digest`` from ``folder`` at ``tmp``; False when there is none (or it
+    fails its byte checksum, written when it was verified: then it is deleted)."""
+    entry, sidecar = folder / f"{digest[:40]}.nc", folder / f"{digest[:40]}.sha256"
+    try:
+        want = sidecar.read_text().strip()
+    except OSError:
+        return False
+    try:
+        tmp.unlink(missing_ok=True)
+        _place_copy(entry, tmp)
+        if _file_sha256(tmp) == want:
+            return True
+    except OSError:
+        pass
+    tmp.unlink(missing_ok=True)
+    for f in (entry, sidecar):
+        f.unlink(missing_ok=True)
+    return False
+
+
+def _keep_file(folder: Path, digest: str, path: Path) -> None:
+    """Keep the just-verified file ``path`` in ``folder`` under ``digest`` (a link or copy, then its byte
+    checksum), each moved into place atomically; any failure leaves no usable entry."""
+    entry, sidecar = folder / f"{digest[:40]}.nc", folder / f"{digest[:40]}.sha256"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".keep-", suffix=".nc")
+        os.close(fd)
+        os.unlink(tmp)
+        _place_copy(path, Path(tmp))
+        os.replace(tmp, entry)
+        fd, tmp2 = tempfile.mkstemp(dir=folder, prefix=".keep-", suffix=".sha256")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(_file_sha256(entry) + "\n")
+        os.replace(tmp2, sidecar)
+    except OSError:
+        for f in (entry, sidecar):
+            Path(f).unlink(missing_ok=True)
+
+
+def save_datatree(dt, path, extra_attrs: dict | None = None, *, reuse: str | Path | None = None) -> Path:
     """Write ``dt`` (an ``xarray.DataTree``) to ``path`` atomically, with a checksum of its draws.
 
     ``extra_attrs`` (str keys; str, int or float values) are added to the root attributes, with
@@ -234,6 +321,12 @@ def save_datatree(dt, path, extra_attrs: dict | None = None) -> Path:
     every attribute exactly, so a string that the format cannot hold is refused, not altered),
     then moved onto ``path`` with ``os.replace``. On any failure the temporary file is removed and
     an existing file at ``path`` is left untouched. ``dt`` itself is not changed. Returns ``path``.
+
+    ``reuse``: a folder of files already written and verified this way, keyed by a digest of the
+    content (draws checksum, attributes, dtypes, encodings; :func:`_content_digest`). When it holds
+    this content, that file is hard-linked (or copied) into place instead of written and read back
+    again, after its bytes are checked against the sha256 recorded when it was verified; otherwise
+    the file is written and verified as above and then kept there for the next identical save.
     Raises :class:`StoreError` (one line) when the file would not read back as written.
     """
     import xarray as xr
@@ -257,6 +350,15 @@ def save_datatree(dt, path, extra_attrs: dict | None = None) -> Path:
     fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".part")
     os.close(fd)
     tmp = Path(tmp_name)
+    digest = _content_digest(out) if reuse is not None else None
+    if digest is not None and _reused_file(Path(reuse), digest, tmp):
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(folder)
+        return path
     try:
         try:
             _write_netcdf(out, tmp)
@@ -277,6 +379,8 @@ def save_datatree(dt, path, extra_attrs: dict | None = None) -> Path:
             pass
         raise
     _fsync_dir(folder)
+    if digest is not None:
+        _keep_file(Path(reuse), digest, path)
     return path
 
 

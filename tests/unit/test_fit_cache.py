@@ -252,3 +252,29 @@ def test_store_arrays_round_trip_keeps_types_and_attributes(tmp_path, eight_scho
             assert got.dims == v.dims and got.shape == v.shape
             if v.dtype.kind != "O":
                 assert got.dtype == v.dtype
+
+
+def test_saving_identical_content_again_links_the_verified_file(cache, eight_schools, tmp_path, monkeypatch):
+    res = bk.fit(eight_schools, "random_effects", priors=PRIORS, **SMALL)
+    a = res.save(tmp_path / "a" / "result.nc")
+    writes = []
+    real = store._write_netcdf
+    monkeypatch.setattr(store, "_write_netcdf", lambda dt, p: writes.append(p) or real(dt, p))
+    again = bk.fit(eight_schools, "random_effects", priors=PRIORS, **SMALL)  # served by the fit cache
+    b = again.save(tmp_path / "b" / "result.nc")
+    assert writes == [] and a.read_bytes() == b.read_bytes()  # not written again: the same verified bytes
+    back = bk.load(b)
+    _same_draws(res, back)
+    assert "reused" not in back.provenance["fit_cache"]  # the file does not say which run sampled it
+    assert back.provenance["fit_cache"]["key"] == res.provenance["fit_cache"]["key"]
+    # a damaged kept file is not linked: the result is written and verified afresh
+    kept = sorted((cache.parent / "results").glob("*.nc"))
+    assert len(kept) == 1
+    kept[0].unlink()
+    kept[0].write_bytes(a.read_bytes()[:-10] + b"0123456789")  # same size, other bytes (a new inode)
+    c = again.save(tmp_path / "c" / "result.nc")
+    assert len(writes) == 1 and bk.load(c).provenance["seed"] == res.provenance["seed"]
+    # other content (another seed's draws) is its own file
+    other = bk.fit(eight_schools, "random_effects", priors=PRIORS, **{**SMALL, "seed": 9})
+    other.save(tmp_path / "d" / "result.nc")
+    assert len(writes) == 2
