@@ -508,9 +508,14 @@ def cmd_analyze(args) -> int:
                 import matplotlib
 
                 matplotlib.use("Agg")
-                res.plot_forest(save=folder / "forest.png")
+                drawn = (parts or {}).get("png", {})  # the report drew these already: same figure, same bytes
+                for name, draw in (("forest", res.plot_forest),
+                                   ("rankogram", res.plot_rankogram if has_groups and n_sources >= 2 else None)):
+                    if name in drawn:
+                        (folder / f"{name}.png").write_bytes(drawn[name])
+                    elif draw is not None:
+                        draw(save=folder / f"{name}.png")
                 if has_groups and n_sources >= 2:
-                    res.plot_rankogram(save=folder / "rankogram.png")
                     res.plot_densities(save=folder / "source_densities.png")
             except ImportError as e:  # plots module not available
                 out(f"plots skipped: {e}")

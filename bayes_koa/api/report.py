@@ -36,13 +36,21 @@ SIM_BANNER = ("SIMULATED DATA: every number on this page comes from data simulat
               "on the real trial designs, not from trial results.")
 
 
-def _png(fig) -> str:
+def _png_bytes(fig) -> bytes:
+    """The figure as PNG at the plots' file resolution (150 dpi), closed after: the page embeds these
+    bytes and the CLI writes the same bytes to forest.png etc. (one render per figure, not two)."""
     import matplotlib.pyplot as plt
 
+    from ..plots.figures import DPI
+
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(buf, format="png", dpi=DPI)
     plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    return buf.getvalue()
+
+
+def _png(fig) -> str:
+    return base64.b64encode(_png_bytes(fig)).decode("ascii")
 
 
 def _try(parts: dict, key: str, fn: Callable, errors=(Exception,)):
@@ -88,13 +96,15 @@ def report_parts(result, *, refits: str = "quick", mcid: float | None = None, ri
     levels = result.kind.rank_levels(result.spec)
     _try(p, "ranking", lambda: result.rank() if levels else None)
     p["claims"] = claims
-    figs = {}
+    figs, png = {}, {}
+    p["png"] = png  # name -> PNG bytes of the figures drawn here (forest, funnel, rankogram)
     for name, fn in (("forest", lambda: result.plot_forest()), ("funnel", lambda: result.plot_funnel()),
                      ("rankogram", (lambda: result.plot_rankogram()) if levels else None)):
         if fn is None:
             continue
         try:
-            figs[name] = _png(fn())
+            png[name] = _png_bytes(fn())
+            figs[name] = base64.b64encode(png[name]).decode("ascii")
         except (ValueError, KeyError, RuntimeError) as e:
             p["missing"][f"plot {name}"] = str(e).splitlines()[0]
     p["seconds"]["tables"] = time.time() - t0

@@ -92,10 +92,11 @@ def _errorbar_at(ax, y: float, tol: float = 0.3) -> list[tuple[float, float, flo
     out = []
     for c in ax.containers:
         if isinstance(c, ErrorbarContainer):
-            line, _, (bars,) = c.lines
-            if abs(line.get_ydata()[0] - y) < tol:
-                (a, b), = [seg[:, 0] for seg in bars.get_segments()]
-                out.append((line.get_xdata()[0], a, b))
+            line, _, (bars,) = c.lines  # one container may hold many rows' bars (one per point)
+            for x0, y0, seg in zip(line.get_xdata(), line.get_ydata(), bars.get_segments()):
+                if abs(y0 - y) < tol:
+                    a, b = seg[:, 0]
+                    out.append((x0, a, b))
     return out
 
 
