@@ -26,6 +26,9 @@ import sys
 import time
 from pathlib import Path
 
+# these benchmarks time sampling: the fit cache (bayes_koa.inference.fit_cache) must not serve earlier draws
+os.environ.setdefault("BAYES_KOA_FIT_CACHE", "off")
+
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("random_effects", "source_hierarchical")
 

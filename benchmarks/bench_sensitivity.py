@@ -35,6 +35,9 @@ from bayes_koa.inference.diagnostics import SamplingWarning
 from bayes_koa.koa.simulation import load_simulated
 from bayes_koa.workflows import sensitivity as ps
 
+# these benchmarks time sampling: the fit cache (bayes_koa.inference.fit_cache) must not serve earlier draws
+os.environ.setdefault("BAYES_KOA_FIT_CACHE", "off")
+
 EXTRA_SETS = {
     "tau ~ HalfNormal(sigma=5)": {"tau": "HalfNormal(sigma=5)"},
     "tau ~ HalfCauchy(beta=3)": {"tau": "HalfCauchy(beta=3)"},

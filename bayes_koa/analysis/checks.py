@@ -354,7 +354,7 @@ def _elpd(result, integrated: bool | None, by_trial: bool = False):
     """(ArviZ ELPDData with pointwise values, 'integrated' | 'conditional'); ArviZ's own warning
     about high k is silenced (callers warn with trial names). ``by_trial``: one term per trial even
     when the likelihood is over arms or rows (their log-likelihoods summed: leave one trial out)."""
-    import arviz as az
+    import arviz_stats as az  # the statistics only: the arviz meta-package also imports arviz_plots
 
     integ = _resolve_integrated(result, integrated)
     ll = _log_likelihood(result, integ)
@@ -475,7 +475,7 @@ def compare(results: Mapping[str, object], integrated: bool | None = None,
     Raises ValueError when the results were fitted to different data (data hash, outcome, time,
     measure, trial labels or observed values differ). Warns when any trial has a high Pareto k.
     """
-    import arviz as az
+    import arviz_stats as az  # the statistics only: the arviz meta-package also imports arviz_plots
 
     if not isinstance(results, Mapping) or len(results) < 2:
         raise ValueError("compare needs a dict {name: MetaAnalysis} with at least two results")

@@ -36,7 +36,7 @@ def summary_table(dt: xr.DataTree, spec, ci: float = 0.95, include_trials: bool 
     ``p_benefit`` (NaN for SDs); ``n_comparisons`` (rows behind each group/cell, 0 = prior only).
     ``attrs``: ``ci``, ``lower_is_better``, the kind's roles.
     """
-    import arviz as az
+    import arviz_stats as az  # the statistics only: the arviz meta-package also imports arviz_plots
 
     kind = get_kind(spec.kind)
     roles = kind.roles(spec)

@@ -108,7 +108,7 @@ def _stats(da: xr.DataArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     x = np.asarray(da.values, dtype=float)
     n_chain, n_draw = x.shape[:2]
     if not np.isfinite(x).all() or n_draw < 4:
-        import arviz as az
+        import arviz_stats as az  # the statistics only: the arviz meta-package also imports arviz_plots
 
         ds = xr.Dataset({"x": da})
         return (np.asarray(az.rhat(ds)["x"].values, dtype=float), np.asarray(az.ess(ds, method="bulk")["x"].values, dtype=float),

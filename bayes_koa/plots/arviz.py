@@ -7,7 +7,6 @@ plot and the rankogram stay in :mod:`bayes_koa.plots.figures`.
 
 from __future__ import annotations
 
-import arviz as az
 import xarray as xr
 
 from ..analysis.checks import posterior_predictive
@@ -15,6 +14,19 @@ from ..kinds import get_kind
 
 __all__ = ["with_posterior_predictive", "plot_trace", "plot_prior_vs_posterior", "plot_ppc_dist", "plot_loo_pit",
            "plot_psense"]
+
+
+class _LazyArviz:
+    """``arviz`` imported on first use: the meta-package pulls in arviz_plots (about a second), which only
+    these plots need, not every run that imports bayes_koa."""
+
+    def __getattr__(self, name):
+        import arviz
+
+        return getattr(arviz, name)
+
+
+az = _LazyArviz()
 
 
 def _vars(result, var_names=None) -> list[str]:

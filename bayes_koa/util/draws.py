@@ -32,7 +32,7 @@ def ess_mean(x: xr.DataArray, sdims: tuple[str, ...]) -> xr.DataArray:
     reduced = x.isel({d: 0 for d in sdims}, drop=True)
     fallback = xr.full_like(reduced, float(n), dtype=float)
     try:
-        import arviz as az
+        import arviz_stats as az  # the statistics only: the arviz meta-package also imports arviz_plots
     except ImportError:  # pragma: no cover - arviz is a dependency
         return fallback
     da = x

@@ -170,7 +170,7 @@ def _psis_by_trial(result, tid: pd.Series):
     with dims (trial_id, chain, draw), Pareto k per trial)."""
     import warnings
 
-    import arviz as az
+    import arviz_stats as az  # the statistics only: the arviz meta-package also imports arviz_plots
 
     from ..analysis.checks import LIKELIHOOD, _log_likelihood, _resolve_integrated
 

@@ -37,7 +37,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import arviz as az
+import arviz_stats as az  # the statistics only: the arviz meta-package also imports arviz_plots
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -809,7 +809,7 @@ def power_scaling(result, var_names: Sequence[str] | None = None, *, threshold: 
     ``likelihood`` (sensitivities), ``diagnosis`` (ArviZ's text: "potential prior-data conflict",
     "potential strong prior / weak likelihood" or "✓") and ``flagged`` (diagnosis is not "✓").
     """
-    import arviz as az
+    import arviz_stats as az  # the statistics only: the arviz meta-package also imports arviz_plots
 
     if hasattr(result, "require"):  # a fit computes these groups when first asked for
         result.require("log_prior", "log_likelihood")
