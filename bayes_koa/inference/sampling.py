@@ -168,7 +168,12 @@ def add_groups(dt: xr.DataTree, spec: ModelSpec, design, groups=EXTRA_GROUPS, *,
     with comp.model:
         pm.set_data(data_values(spec, design))
     if "prior" in want:
-        prior = pm.sample_prior_predictive(draws=prior_draws, model=comp.model, random_seed=seed + 1)
+        # forward sampling compiled in PyTensor's FAST_COMPILE mode (NumPy implementations of the random
+        # variables): the same draws as the default numba mode for the same seed, without numba compiling
+        # the forward graph (main model, 1000 draws, load 4: 5.7 s vs 16.2 s with an empty PyTensor cache,
+        # 2.1 s vs 3.8 s with a warm one)
+        prior = pm.sample_prior_predictive(draws=prior_draws, model=comp.model, random_seed=seed + 1,
+                                           compile_kwargs={"mode": "FAST_COMPILE"})
         for group in ("prior", "prior_predictive"):
             if group in prior.children:
                 dt[group] = prior[group]
