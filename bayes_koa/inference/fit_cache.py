@@ -117,13 +117,17 @@ def current_mode(cache: bool | str | None = None) -> str:
 
 
 def clear() -> int:
-    """Delete every entry of the fit cache; returns how many were deleted."""
+    """Delete every entry of the fit cache and the kept result files (:func:`results_dir`); returns how
+    many fit entries were deleted. Entries are never pruned otherwise (each is a few MB at most)."""
     folder = cache_dir()
     n = 0
     if folder is not None and folder.is_dir():
         for f in folder.glob(f"*{_SUFFIX}"):
             f.unlink(missing_ok=True)
             n += 1
+        results = folder.parent / "results"
+        for f in [*results.glob("*.nc"), *results.glob("*.sha256")] if results.is_dir() else []:
+            f.unlink(missing_ok=True)
     return n
 
 

@@ -278,3 +278,13 @@ def test_saving_identical_content_again_links_the_verified_file(cache, eight_sch
     other = bk.fit(eight_schools, "random_effects", priors=PRIORS, **{**SMALL, "seed": 9})
     other.save(tmp_path / "d" / "result.nc")
     assert len(writes) == 2
+
+
+def test_clear_deletes_the_entries_and_kept_results(cache, eight_schools, tmp_path):
+    res = bk.fit(eight_schools, "random_effects", priors=PRIORS, **SMALL)
+    res.save(tmp_path / "r.nc")
+    assert _entries(cache) and list((cache.parent / "results").glob("*.nc"))
+    assert fit_cache.clear() == 1
+    assert _entries(cache) == [] and list((cache.parent / "results").glob("*")) == []
+    again = bk.fit(eight_schools, "random_effects", priors=PRIORS, **SMALL)
+    assert again.provenance["fit_cache"]["reused"] is False
