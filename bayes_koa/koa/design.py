@@ -719,7 +719,8 @@ class _Fitter:
         design = _pad(design, plan.n_slots)
         s = self.sampler
         dt = sample_spec(self.spec, design, seed=int(seed), draws=s["draws"], tune=s["tune"], chains=s["chains"],
-                         target_accept=s["target_accept"], extra_groups=False, cores=1)
+                         target_accept=s["target_accept"], extra_groups=False, cores=1,
+                         cache=False)  # thousands of one-off simulated fits: not worth a fit-cache entry each
         return _metrics(dt, plan, data.means, s["chains"], kind_of(self.spec).roles(self.spec))
 
 

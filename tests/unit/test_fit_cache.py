@@ -288,3 +288,26 @@ def test_clear_deletes_the_entries_and_kept_results(cache, eight_schools, tmp_pa
     assert _entries(cache) == [] and list((cache.parent / "results").glob("*")) == []
     again = bk.fit(eight_schools, "random_effects", priors=PRIORS, **SMALL)
     assert again.provenance["fit_cache"]["reused"] is False
+
+
+def test_cli_second_run_reuses_the_fits_and_says_so_refit_samples_again(cache, tmp_path, capsys):
+    from bayes_koa import cli
+
+    args = ["analyze", "--quiet", "--model", "random_effects", "--draws", "200", "--tune", "200", "--chains", "2",
+            "--refits", "none"]
+    runs = []
+    for extra in ([], [], ["--refit"]):
+        out = tmp_path / f"r{len(runs)}"
+        assert cli.main([*args, "--out", str(out), *extra]) in (0, 3)
+        text = capsys.readouterr().out
+        runs.append((text, (out / "result.nc").read_bytes()))
+    first, second, refit = runs
+    assert "Fit cache: sampled now and stored" in first[0]
+    assert "Fit cache: reused the draws fitted" in second[0] and "nothing was sampled" in second[0]
+    assert "Fit cache: sampled now and stored" in refit[0]
+    # Elapsed is the last line before the exit, for the whole process, with the cache's count
+    assert second[0].strip().splitlines()[-1].startswith("Elapsed") and "1 fit(s) reused" in second[0]
+    # the same draws and provenance give the same file, byte for byte (the second save linked the first's)
+    assert first[1] == second[1]
+    assert store.draws_checksum(bk.load(tmp_path / "r2" / "result.nc").dt["posterior"]) == \
+        store.draws_checksum(bk.load(tmp_path / "r0" / "result.nc").dt["posterior"])
