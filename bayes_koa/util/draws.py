@@ -43,6 +43,14 @@ def ess_mean(x: xr.DataArray, sdims: tuple[str, ...]) -> xr.DataArray:
     if da.sizes["draw"] < 4:  # too short for an autocorrelation estimate
         return fallback
     da = da.transpose("chain", "draw", ...).drop_vars(["chain", "draw"], errors="ignore")
+    values = np.asarray(da.values, dtype=float)
+    if np.isfinite(values).all():  # one vectorised NumPy pass, equal to ArviZ's (tests/unit/test_fastdiag.py)
+        from .fastdiag import ess_mean as _fast_ess_mean
+
+        with np.errstate(invalid="ignore", divide="ignore"):
+            fast = _fast_ess_mean(values)
+        ess = xr.DataArray(np.asarray(fast, dtype=float), dims=reduced.dims, coords=reduced.coords)
+        return ess.where(np.isfinite(ess) & (ess > 0))
     try:
         with np.errstate(invalid="ignore", divide="ignore"):
             ess = az.ess(da, sample_dims=["chain", "draw"], method="mean")

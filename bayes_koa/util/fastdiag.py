@@ -12,7 +12,7 @@ import numpy as np
 from scipy import stats
 from scipy.fft import next_fast_len
 
-__all__ = ["rhat_rank", "ess_bulk", "ess_tail"]
+__all__ = ["rhat_rank", "ess_bulk", "ess_tail", "ess_mean"]
 
 
 def _split(x: np.ndarray) -> np.ndarray:
@@ -116,6 +116,11 @@ def rhat_rank(draws: np.ndarray) -> np.ndarray:
     med = np.median(x.reshape(x.shape[0], -1), axis=1)[:, None, None]
     tail = _rhat(_z_scale(np.abs(x - med)))
     return np.maximum(bulk, tail).reshape(np.shape(draws)[2:])
+
+
+def ess_mean(draws: np.ndarray) -> np.ndarray:
+    """ESS of the mean (ArviZ's ``method="mean"``: split chains, no rank normalisation); ``draws`` (chain, draw, ...)."""
+    return _ess(_split(_as_kcd(draws))).reshape(np.shape(draws)[2:])
 
 
 def ess_bulk(draws: np.ndarray) -> np.ndarray:

@@ -41,3 +41,24 @@ def test_constant_and_scalar_draws():
     y = _ar_draws(k=10)[..., 7]
     assert fastdiag.rhat_rank(y).shape == ()
     assert float(fastdiag.rhat_rank(y)) == pytest.approx(float(az.rhat(xr.DataArray(y, dims=("chain", "draw")))), rel=1e-12)
+
+
+@pytest.mark.parametrize("draws", [400, 401])
+def test_ess_of_the_mean_equal_to_arviz_and_used_by_mcse_mean(draws):
+    from bayes_koa.util.draws import ess_mean, mcse_mean
+
+    x = _ar_draws(seed=3, chains=2, draws=draws)
+    x[..., 5] = (x[..., 5] > 0.3).astype(float)  # an indicator, as P(benefit) / P(best) are
+    da = xr.DataArray(x, dims=("chain", "draw", "k"))
+    ref = az.ess(da, method="mean").values
+    # same estimator (split chains, Geyer's monotone sequence, no rank normalisation): agreement to rounding
+    np.testing.assert_allclose(fastdiag.ess_mean(x), ref, rtol=1e-10)
+    np.testing.assert_allclose(ess_mean(da, ("chain", "draw")).values, ref, rtol=1e-10)
+    sd = x.reshape(-1, x.shape[-1]).std(axis=0)
+    np.testing.assert_allclose(mcse_mean(da, ("chain", "draw")).values, sd / np.sqrt(ref), rtol=1e-10)
+    # a non-finite draw takes ArviZ's own path (no vectorised shortcut over NaN)
+    y = x.copy()
+    y[0, 3, 0] = np.nan
+    got = ess_mean(xr.DataArray(y, dims=("chain", "draw", "k")), ("chain", "draw")).values
+    want = az.ess(xr.DataArray(y, dims=("chain", "draw", "k")), method="mean").values
+    np.testing.assert_allclose(got[1:], want[1:], rtol=1e-10)
