@@ -9,9 +9,10 @@
 - the seed and the sampler settings (draws, tune, chains, target_accept, the adaptive refit, the
   extra groups and the number of prior draws);
 - the versions of bayes_koa, Python, NumPy, PyMC, PyTensor, nutpie, numba and llvmlite, the
-  ``PYTENSOR_FLAGS`` environment variable, and a sha256 of the source files that build and sample the
-  models (``kinds/``, ``spec/``, ``inference/sampling.py``, ``inference/compile_cache.py``), so an edited
-  model is refitted even when the package version did not change.
+  ``PYTENSOR_FLAGS`` environment variable and PyTensor's config files (``PYTENSORRC``), and a sha256 of
+  the source files that build and sample the models (``kinds/``, ``spec/``, ``inference/sampling.py``,
+  ``inference/compile_cache.py``), so an edited model is refitted even when the package version did not
+  change.
 
 The key is computed without importing PyMC: a run whose fits are all served from here imports
 neither PyMC nor nutpie. Entries are written with :func:`bayes_koa.inference.store.save_arrays`
@@ -162,6 +163,13 @@ def _versions() -> tuple:
         except md.PackageNotFoundError:
             out.append((pkg, "not installed"))
     out.append(("PYTENSOR_FLAGS", os.environ.get("PYTENSOR_FLAGS", "")))
+    # PyTensor's config files (what PyTensor reads besides PYTENSOR_FLAGS; e.g. numba fastmath changes draws)
+    for name in os.environ.get("PYTENSORRC", "~/.pytensorrc" + os.pathsep + "~/.pytensorrc.txt").split(os.pathsep):
+        f = Path(name).expanduser()
+        try:
+            out.append((f"pytensorrc {f}", hashlib.sha256(f.read_bytes()).hexdigest()))
+        except OSError:
+            pass
     return tuple(out)
 
 

@@ -311,3 +311,15 @@ def test_cli_second_run_reuses_the_fits_and_says_so_refit_samples_again(cache, t
     assert first[1] == second[1]
     assert store.draws_checksum(bk.load(tmp_path / "r2" / "result.nc").dt["posterior"]) == \
         store.draws_checksum(bk.load(tmp_path / "r0" / "result.nc").dt["posterior"])
+
+
+def test_a_changed_pytensor_config_file_changes_the_key(eight_schools, tmp_path, monkeypatch):
+    spec = load_spec("random_effects", priors=PRIORS, measure="MD")
+    design, _ = prepare(spec, eight_schools)
+    rc = tmp_path / "pytensorrc"
+    monkeypatch.setenv("PYTENSORRC", str(rc))
+    k0 = _key(spec, design)
+    rc.write_text("[numba]\nfastmath = True\n")
+    k1 = _key(spec, design)
+    rc.write_text("[numba]\nfastmath = False\n")
+    assert len({k0, k1, _key(spec, design)}) == 3
