@@ -214,6 +214,7 @@ def sample_spec(spec: ModelSpec, design, *, seed: int, draws: int = 2000, tune: 
         record.update(refit=True, refit_target_accept=higher, refit_divergences=_divergences(dt))
     dt.attrs[ADAPTATION_ATTR] = json.dumps(record)
     _attach_data(dt, comp.model)  # the data the draws were made from (cheap: no sampling, no compile)
+    get_kind(spec.kind).generated_quantities(dt, spec, design, seed)  # e.g. integrated-out trial effects
     groups = EXTRA_GROUPS if extra_groups is True else tuple(extra_groups or ())
     if groups:
         add_groups(dt, spec, design, groups, seed=seed, prior_draws=prior_draws, sampler=sampler)
