@@ -32,7 +32,9 @@ PSIS-LOO (:func:`loo`, :func:`loo_data`, :func:`compare`)
     are heavy-tailed (on Rubin's eight schools, 4,000 draws, k reaches 0.6-0.8 for some schools)
     while the integrated one's are not (k < 0.4 there). ``p_loo`` differs between the two forms (the
     integrated one does not count the trial effects as parameters); ``elpd_loo`` does not.
-    ``integrated=False`` gives the conditional form (the ``log_likelihood`` group of the fit).
+    ``integrated=False`` gives the conditional form ``log N(y_i | theta_i, se_i)``, computed from the trial
+    effects (for a non-centred fit it equals the ``log_likelihood`` group; a ``marginal`` fit's group is the
+    integrated density, and its theta_i are exact conditional draws, so the conditional form is still valid).
     Pareto k above ``min(1 - 1/log10(S), 0.7)`` (S draws; 0.7 for S >= 2,154) marks a trial
     whose PSIS estimate is unreliable: a warning names the trials and gives the standard advice.
 
@@ -188,6 +190,12 @@ def _pymc_predictive(result, seed: int | None) -> xr.DataArray:
     if seed is None:
         seed = int(result.dt.attrs.get("bayes_koa_seed", 0))
     post = result.dt["posterior"].to_dataset()
+    trial = get_kind(result.spec.kind).roles(result.spec).trial
+    if trial and trial in post.data_vars and trial not in model.named_vars:
+        # trial effects integrated out of the likelihood (drawn after sampling): PyMC's forward draws of
+        # y_obs would be the mixed predictive, not the conditional replicate asked for
+        raise ValueError(f"model {result.spec.name} integrates its trial effects out of the likelihood; "
+                         "use engine='numpy' (predictive='conditional' or 'mixed')")
     keep = [v for v in post.data_vars if v in model.named_vars]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -318,14 +326,15 @@ def _log_likelihood(result, integrated: bool) -> xr.DataArray:
         var = tau**2 + se**2
         ll = -0.5 * (_LOG_2PI + np.log(var) + (y - loc) ** 2 / var)
         return ll.transpose(*SAMPLE_DIMS, "trial").rename(LIKELIHOOD)
-    ll = _group(result, "log_likelihood")
-    if ll is not None and LIKELIHOOD in ll:
-        return ll[LIKELIHOOD]
-    if _is_normal(result):
+    if _is_normal(result):  # conditional: from the trial effects, whatever the kind sampled (a marginal
+        # parameterisation's log_likelihood group is the integrated density, not this one)
         y, se = _observed(result), _se(result)
         theta = _theta(result)
         ll = -0.5 * (_LOG_2PI + 2 * np.log(se) + ((y - theta) / se) ** 2)
         return ll.transpose(*SAMPLE_DIMS, "trial").rename(LIKELIHOOD)
+    ll = _group(result, "log_likelihood")
+    if ll is not None and LIKELIHOOD in ll:
+        return ll[LIKELIHOOD]
     raise ValueError(f"model {result.spec.name}: the result has no log_likelihood/{LIKELIHOOD} group "
                      "(fits by bayes_koa.fit add it)")
 
