@@ -5,6 +5,15 @@
   row left out with its reason. Nothing is dropped silently.
 - :func:`build` writes the model; :func:`add_predictions` adds draws for a new trial.
 
+Parameterisations (``structure.parameterization``): ``noncentered`` (theta_i = loc_i + tau z_i), ``centered``,
+``mixed`` (group means centred), and ``marginal`` (the ``random_effects`` default): theta_i integrated out of the
+likelihood, ``y_i ~ Normal(loc_i, sqrt(tau^2 + se_i^2))``, so only mu, tau (group levels, moderators) are
+sampled; theta_i is then drawn from its exact conditional normal given the sampled draws and y_i
+(:meth:`UnivariateKind.generated_quantities`), so ``posterior["theta"]`` has the same dims as in the other
+parameterisations. The ``log_likelihood`` group of a marginal fit is the marginal density of y_i (what
+PSIS-LOO uses by default for every normal random-effects fit); the conditional form is computed from theta.
+Likelihood power-scaling (``power_scaling``) therefore scales the marginal likelihood of such a fit.
+
 Dims: ``trial`` (one entry per comparison row; a multi-arm trial contributes one per MSC arm),
 ``source``, ``origin``. Effects keep their sign: negative = benefit of MSC (ARCHITECTURE.md).
 """
