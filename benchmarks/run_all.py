@@ -1,4 +1,5 @@
-"""``make benchmark``: every benchmark, each figure as a ratio against its baseline measured in the same run.
+"""``make benchmark``: every benchmark, each figure as a ratio against its baseline measured in the same run
+(except R brms, whose side is a dated cached baseline by default: part 5).
 
 Parts (each in fresh subprocesses where the process is what is measured):
 
@@ -7,8 +8,8 @@ Parts (each in fresh subprocesses where the process is what is measured):
 2. prior sweep vs fair naive refits doing the same post-processing (benchmarks/bench_sensitivity.py);
 3. ``bayes-koa claims`` (one process, warm cache) against the issue's 30 s target;
 4. scale: random_effects at 100 / 1,000 / 10,000 and source_hierarchical at 100 simulated trials
-   (benchmarks/bench_scale.py), table of wall time, peak memory and ESS/s (its 10,000-trial fit takes
-   minutes, 1,000 about 40 s: ``benchmarks/bench_scale.py --models source_hierarchical --sizes 1000,10000``);
+   (benchmarks/bench_scale.py), table of wall time, peak memory and ESS/s (source_hierarchical's 10,000-trial
+   fit takes minutes, 1,000 about 40 s: ``benchmarks/bench_scale.py --models source_hierarchical --sizes 1000,10000``);
 5. R brms on the main model (benchmarks/brms_main_model.R), only where R with brms is installed
    (skipped with a message otherwise), against one bayes_koa process doing the same fit. brms spends most
    of its 1.5-3.5 minutes compiling the Stan model, more than the whole 5-minute budget allows, so by default
