@@ -48,6 +48,8 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(MODELS), help="comma-separated model files")
     ap.add_argument("--targets", default=",".join(map(str, TARGETS)), help="comma-separated target_accept values")
     ap.add_argument("--draws", default=",".join(map(str, DRAWS)), help="comma-separated draws (tune = draws)")
+    ap.add_argument("--parameterizations", default="",
+                    help="comma-separated structure.parameterization values to compare (default: the model file's)")
     args = ap.parse_args()
     models = [m for m in args.models.split(",") if m]
     targets = [float(t) for t in args.targets.split(",") if t]
@@ -62,8 +64,10 @@ def main() -> None:
     data = bk.load_simulated()
     eff = bk.effect_sizes(data, measure="MD", outcomes=["VAS"])
     rows = []
-    for name in models:
-        spec = load_spec(name, measure="MD")
+    params = [p for p in args.parameterizations.split(",") if p] or [None]
+    for name, param in ((m, p) for m in models for p in params):
+        spec = load_spec(name, measure="MD", **({"parameterization": param} if param else {}))
+        name = f"{name} ({spec.get('parameterization')})" if param else name
         design, _ = prepare(spec, eff, outcome="VAS", time=6.0)
         sample_spec(spec, design, seed=0, draws=100, tune=100, chains=2, extra_groups=False)  # compile
         for ta in targets:

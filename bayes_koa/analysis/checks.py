@@ -32,7 +32,9 @@ PSIS-LOO (:func:`loo`, :func:`loo_data`, :func:`compare`)
     are heavy-tailed (on Rubin's eight schools, 4,000 draws, k reaches 0.6-0.8 for some schools)
     while the integrated one's are not (k < 0.4 there). ``p_loo`` differs between the two forms (the
     integrated one does not count the trial effects as parameters); ``elpd_loo`` does not.
-    ``integrated=False`` gives the conditional form (the ``log_likelihood`` group of the fit).
+    ``integrated=False`` gives the conditional form ``log N(y_i | theta_i, se_i)``, computed from the trial
+    effects (for a non-centred fit it equals the ``log_likelihood`` group; a ``marginal`` fit's group is the
+    integrated density, and its theta_i are exact conditional draws, so the conditional form is still valid).
     Pareto k above ``min(1 - 1/log10(S), 0.7)`` (S draws; 0.7 for S >= 2,154) marks a trial
     whose PSIS estimate is unreliable: a warning names the trials and gives the standard advice.
 
@@ -178,9 +180,53 @@ def _check_predictive(result, predictive: str) -> None:
                          f"{result.spec.name} is of kind {result.spec.kind!r}")
 
 
-def _pymc_predictive(result, seed: int | None) -> xr.DataArray:
+def _vectorised_predictive(model, post: xr.Dataset, rng: np.random.Generator,
+                           obs_shape: tuple[int, ...]) -> xr.DataArray | None:
+    """``y_rep`` for every draw at once: the likelihood's graph vectorised over the draws (pytensor's
+    ``vectorize_graph``, the free variables replaced by their posterior draws), one call instead of one per
+    draw as ``pm.sample_posterior_predictive`` makes (there a call costs ~1 ms of Numba argument typing).
+
+    None (the caller then uses PyMC's loop) when the graph does not allow it: a free variable without draws,
+    another random variable left in the graph, or a likelihood whose shape comes only from its ``size``."""
+    import pytensor
+    import pytensor.tensor as pt
+    from pytensor.graph.replace import vectorize_graph
+    from pytensor.graph.traversal import ancestors
+    from pytensor.tensor.random.op import RandomVariable
+
+    obs = model[LIKELIHOOD]
+    free = list(model.free_RVs)
+    if any(rv.name not in post.data_vars for rv in free) or not isinstance(obs.owner.op, RandomVariable):
+        return None
+    n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
+    node = obs.owner
+    rng_var, _size, *params = node.inputs
+    unsized = node.op.make_node(rng_var, None, *params).outputs[1]  # shape from the (batched) parameters
+    batched = {rv: pt.tensor(dtype=rv.dtype, shape=(None,) * (rv.ndim + 1), name=rv.name) for rv in free}
+    try:
+        out = vectorize_graph(unsized, replace=batched)
+    except (ValueError, NotImplementedError, TypeError):
+        return None
+    n_rv = sum(1 for v in ancestors([out]) if v.owner is not None and isinstance(v.owner.op, RandomVariable))
+    if n_rv != 1:  # only the likelihood itself may be random here
+        return None
+    rng_var.set_value(rng)
+    f = pytensor.function(list(batched.values()), out, mode="FAST_COMPILE")  # one call: no compile to pay for
+    values = [np.asarray(post[rv.name].transpose("chain", "draw", ...).values).reshape(n_chain * n_draw, *post[rv.name].shape[2:])
+              for rv in free]
+    draws = np.asarray(f(*values))
+    if draws.shape[1:] != obs_shape:
+        return None
+    dims = model.named_vars_to_dims.get(LIKELIHOOD) or tuple(f"{LIKELIHOOD}_dim_{i}" for i in range(len(obs_shape)))
+    coords = {d: list(model.coords[d]) for d in dims if d in model.coords}
+    return xr.DataArray(draws.reshape(n_chain, n_draw, *obs_shape), dims=(*SAMPLE_DIMS, *dims),
+                        coords={"chain": post["chain"].values, "draw": post["draw"].values, **coords})
+
+
+def _pymc_predictive(result, seed: int | None, vectorised: bool = True) -> xr.DataArray:
     """``y_rep`` from PyMC on the model rebuilt from the spec and the rows used (not the cached model,
-    whose data containers may hold another fit's values)."""
+    whose data containers may hold another fit's values): vectorised over the draws where the graph
+    allows (:func:`_vectorised_predictive`), else ``pm.sample_posterior_predictive``."""
     import pymc as pm
 
     design, _ = prepare(result.spec, result.effects, **result.selection)
@@ -188,11 +234,22 @@ def _pymc_predictive(result, seed: int | None) -> xr.DataArray:
     if seed is None:
         seed = int(result.dt.attrs.get("bayes_koa_seed", 0))
     post = result.dt["posterior"].to_dataset()
+    trial = get_kind(result.spec.kind).roles(result.spec).trial
+    if trial and trial in post.data_vars and trial not in model.named_vars:
+        # trial effects integrated out of the likelihood (drawn after sampling): PyMC's forward draws of
+        # y_obs would be the mixed predictive, not the conditional replicate asked for
+        raise ValueError(f"model {result.spec.name} integrates its trial effects out of the likelihood; "
+                         "use engine='numpy' (predictive='conditional' or 'mixed')")
+    rng = np.random.default_rng([int(seed), 13])
+    if vectorised:
+        y_rep = _vectorised_predictive(model, post, rng, tuple(_observed(result).shape))
+        if y_rep is not None:
+            return y_rep
     keep = [v for v in post.data_vars if v in model.named_vars]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         out = pm.sample_posterior_predictive(post[keep], model=model, var_names=[LIKELIHOOD],
-                                             random_seed=np.random.default_rng([int(seed), 13]),
+                                             random_seed=rng,
                                              progressbar=False)
     pp = out["posterior_predictive"] if "posterior_predictive" in getattr(out, "children", {}) \
         else out.posterior_predictive
@@ -318,14 +375,15 @@ def _log_likelihood(result, integrated: bool) -> xr.DataArray:
         var = tau**2 + se**2
         ll = -0.5 * (_LOG_2PI + np.log(var) + (y - loc) ** 2 / var)
         return ll.transpose(*SAMPLE_DIMS, "trial").rename(LIKELIHOOD)
-    ll = _group(result, "log_likelihood")
-    if ll is not None and LIKELIHOOD in ll:
-        return ll[LIKELIHOOD]
-    if _is_normal(result):
+    if _is_normal(result):  # conditional: from the trial effects, whatever the kind sampled (a marginal
+        # parameterisation's log_likelihood group is the integrated density, not this one)
         y, se = _observed(result), _se(result)
         theta = _theta(result)
         ll = -0.5 * (_LOG_2PI + 2 * np.log(se) + ((y - theta) / se) ** 2)
         return ll.transpose(*SAMPLE_DIMS, "trial").rename(LIKELIHOOD)
+    ll = _group(result, "log_likelihood")
+    if ll is not None and LIKELIHOOD in ll:
+        return ll[LIKELIHOOD]
     raise ValueError(f"model {result.spec.name}: the result has no log_likelihood/{LIKELIHOOD} group "
                      "(fits by bayes_koa.fit add it)")
 

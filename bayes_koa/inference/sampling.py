@@ -236,6 +236,7 @@ def sample_spec(spec: ModelSpec, design, *, seed: int, draws: int = 2000, tune: 
         record.update(refit=True, refit_target_accept=higher, refit_divergences=_divergences(dt))
     dt.attrs[ADAPTATION_ATTR] = json.dumps(record)
     _attach_data(dt, comp.model)  # the data the draws were made from (cheap: no sampling, no compile)
+    get_kind(spec.kind).generated_quantities(dt, spec, design, seed)  # e.g. integrated-out trial effects
     if groups:
         add_groups(dt, spec, design, groups, seed=seed, prior_draws=prior_draws, sampler=sampler)
     if key is not None:  # only a complete fit gets here (an interrupted one raised in _run)

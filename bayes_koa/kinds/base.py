@@ -146,6 +146,17 @@ class Kind:
     def add_predictions(self, dt, spec, seed: int) -> None:
         """Add draws for new trials to ``dt['posterior']`` (seeded). Default: none."""
 
+    def generated_quantities(self, dt, spec, design, seed: int) -> None:
+        """Add posterior quantities drawn after sampling to ``dt['posterior']`` (seeded). Default: none.
+
+        For variables a kind integrates out of the model it samples (e.g. trial effects of a marginal
+        likelihood) and draws afterwards from their exact conditional given the sampled parameters, so the
+        posterior still holds them with the same dims. ``inference.sampling.sample_spec`` calls it for every
+        fit and refit, after the data groups are attached and before any extra group; ``seed`` is the fit's.
+        Unlike :meth:`add_predictions` these are part of the posterior of the fitted trials, and they are
+        diagnosed like the sampled draws (their mixing is that of the parameters they are drawn from).
+        """
+
     def sampler_defaults(self, spec) -> dict[str, Any]:
         """Sampler settings a fit of this kind starts from (``draws``, ``tune``, ``chains``, ``target_accept``).
 

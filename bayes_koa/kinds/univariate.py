@@ -5,6 +5,15 @@
   row left out with its reason. Nothing is dropped silently.
 - :func:`build` writes the model; :func:`add_predictions` adds draws for a new trial.
 
+Parameterisations (``structure.parameterization``): ``noncentered`` (theta_i = loc_i + tau z_i), ``centered``,
+``mixed`` (group means centred), and ``marginal`` (the ``random_effects`` default): theta_i integrated out of the
+likelihood, ``y_i ~ Normal(loc_i, sqrt(tau^2 + se_i^2))``, so only mu, tau (group levels, moderators) are
+sampled; theta_i is then drawn from its exact conditional normal given the sampled draws and y_i
+(:meth:`UnivariateKind.generated_quantities`), so ``posterior["theta"]`` has the same dims as in the other
+parameterisations. The ``log_likelihood`` group of a marginal fit is the marginal density of y_i (what
+PSIS-LOO uses by default for every normal random-effects fit); the conditional form is computed from theta.
+Likelihood power-scaling (``power_scaling``) therefore scales the marginal likelihood of such a fit.
+
 Dims: ``trial`` (one entry per comparison row; a multi-arm trial contributes one per MSC arm),
 ``source``, ``origin``. Effects keep their sign: negative = benefit of MSC (ARCHITECTURE.md).
 """
@@ -193,6 +202,10 @@ def _prepare(spec: ModelSpec, effects: pd.DataFrame, outcome: str | None = None,
 
 _LEVELS = ((), ("source",), ("source", "origin"))
 
+# random effects, parameterization = "marginal" (only mu and tau sampled; no funnel): measured in
+# benchmarks/sampler_settings.md (section "marginal random effects").
+_MARGINAL_RANDOM_SETTINGS = {"draws": 1000, "tune": 1000, "target_accept": 0.9}
+
 
 class UnivariateKind(Kind):
     """``fixed``, ``random`` and ``hierarchical``: normal likelihood with known standard errors."""
@@ -205,8 +218,10 @@ class UnivariateKind(Kind):
                          choices=("source", "origin")),
         "group": Option(GROUP_COLUMN, str, "the table column whose values are the groups of the 'source' level"),
         "between_trial_sd": Option("shared", str, "one tau, or one per group", choices=("shared", "per_source")),
-        "parameterization": Option("noncentered", str, "mixed: group means centred, trial effects non-centred",
-                                   choices=("noncentered", "centered", "mixed")),
+        "parameterization": Option("noncentered", str, "mixed: group means centred, trial effects non-centred; "
+                                   "marginal: trial effects integrated out of the likelihood (drawn after "
+                                   "sampling from their exact conditional), group means non-centred",
+                                   choices=("noncentered", "centered", "mixed", "marginal")),
         "moderators": Option((), tuple, "named terms (log_dose, n_injections) or column names"),
     }
 
@@ -294,6 +309,21 @@ class UnivariateKind(Kind):
     def add_predictions(self, dt, spec, seed: int) -> None:
         _add_predictions(self.name, dt, spec, seed)
 
+    def generated_quantities(self, dt, spec, design, seed: int) -> None:
+        """``parameterization = "marginal"``: the trial effects theta, drawn from their exact conditional.
+
+        The marginal model samples only mu, tau (and the group levels, moderators) with the likelihood
+        ``y_i ~ Normal(loc_i, sqrt(tau_i^2 + se_i^2))``, theta_i integrated out. Given a draw of them,
+        ``theta_i | loc_i, tau_i, y_i ~ Normal(loc_i + w_i (y_i - loc_i), w_i se_i^2)`` with
+        ``w_i = tau_i^2 / (tau_i^2 + se_i^2)`` (BDA3 eq. 5.17, normal prior x normal likelihood); one
+        draw per posterior draw makes exact joint draws of (parameters, theta), one vectorised NumPy pass
+        (seeded: stream ``[seed, 11]``). The ``log_likelihood`` group of such a fit is the marginal one
+        (the density of y_i given the parameters, theta_i integrated out), which is also what PSIS-LOO
+        uses by default for every normal random-effects fit (``analysis.checks``, integrated LOO).
+        """
+        if self.name != "fixed" and spec.get("parameterization") == "marginal":
+            _draw_trial_effects(self.name, dt, spec, seed)
+
     def sampler_defaults(self, spec) -> dict:
         """Measured in benchmarks/sampler_settings.md (SIMULATED data, 4 chains, 5 seeds, ESS/s and divergences).
 
@@ -303,7 +333,10 @@ class UnivariateKind(Kind):
         0.99 diverged in some seed or left the worst seed under ESS 400, so it keeps 0.99 with 2000 + 2000.
         Structures nobody measured (centred, per-source tau, origin level) keep the package defaults.
         """
-        if spec.get("parameterization", "noncentered") != "noncentered":
+        param = spec.get("parameterization", "noncentered")
+        if param == "marginal" and self.name in ("fixed", "random"):
+            return dict(_MARGINAL_RANDOM_SETTINGS)
+        if param != "noncentered":
             return {}
         if self.name in ("fixed", "random"):
             return {"draws": 1000, "tune": 1000, "target_accept": 0.9}
@@ -323,8 +356,9 @@ def _build(kind: str, spec: ModelSpec, design: Design):
     pr = spec.prior_dict
     param = spec.get("parameterization", "noncentered")
     # "mixed": group means centred (many trials per source inform them), trial effects non-centred
-    nc = param == "noncentered"
+    nc = param in ("noncentered", "marginal")
     nc_trial = param in ("noncentered", "mixed")
+    marginal = param == "marginal" and kind != "fixed"
     g = design.gdim
     with pm.Model(coords=design.coords) as model:
         y = pm.Data("y", design.y, dims="trial")
@@ -355,6 +389,9 @@ def _build(kind: str, spec: ModelSpec, design: Design):
                 tau = prior_variable(pr["tau"], "tau", dims=g)[s_idx]
             else:
                 tau = prior_variable(pr["tau"], "tau")
+            if marginal:  # theta_i integrated out: drawn after sampling (generated_quantities)
+                pm.Normal("y_obs", mu=loc, sigma=pt.sqrt(tau**2 + se**2), observed=y, dims="trial")
+                return model
             theta = normal_level("theta", loc, tau, "trial", nc_trial, "z")
         pm.Normal("y_obs", mu=theta, sigma=se, observed=y, dims="trial")
     return model
@@ -404,6 +441,23 @@ def _trial_location(kind: str, dt, spec):
         return None
     sdims = ("chain", "draw")
     post = dt["posterior"].to_dataset()
+    loc, tau = _location_parts(kind, dt, spec)
+    zero = xr.DataArray(np.zeros((post.sizes["chain"], post.sizes["draw"], post.sizes["trial"])),
+                        dims=(*sdims, "trial"), coords={"trial": post["trial"].values})  # every draw x trial
+    loc, tau = (loc + zero).transpose(*sdims, "trial"), (tau + zero).transpose(*sdims, "trial")
+    if "z" in post and spec.get("parameterization") in ("noncentered", "mixed"):
+        rebuilt = loc + tau * post["z"].transpose(*sdims, "trial")
+        err = float(np.max(np.abs(rebuilt.values - post["theta"].transpose(*sdims, "trial").values)))
+        scale = 1.0 + float(np.max(np.abs(post["theta"].values)))
+        if not err <= 1e-8 * scale:  # theta is a Deterministic of the same float64 values
+            raise RuntimeError(f"model {spec.name}: the trial means rebuilt from the posterior do not "
+                               f"reproduce theta (max error {err:.3g}); use integrated=False")
+    return loc, tau
+
+
+def _location_parts(kind: str, dt, spec):
+    """(loc_i, tau_i) as DataArrays over (chain, draw) and, where they vary by trial, ``trial`` (not broadcast)."""
+    post = dt["posterior"].to_dataset()
     cd = dt["constant_data"].to_dataset() if "constant_data" in dt.children else None
     trial = post["trial"]
     g = group_dim(spec.get("group", GROUP_COLUMN))
@@ -438,18 +492,41 @@ def _trial_location(kind: str, dt, spec):
     drop = [c for c in (g, "origin") if c in loc.coords or c in tau.coords]
     loc = loc.drop_vars([c for c in drop if c in loc.coords])
     tau = tau.drop_vars([c for c in drop if c in tau.coords])
-    zero = 0.0 * post["theta"].transpose(*sdims, "trial")  # every draw x trial
-    loc = (loc.assign_coords(trial=trial.values) if "trial" in loc.dims else loc) + zero
-    tau = (tau.assign_coords(trial=trial.values) if "trial" in tau.dims else tau) + zero
-    loc, tau = loc.transpose(*sdims, "trial"), tau.transpose(*sdims, "trial")
-    if "z" in post and spec.get("parameterization") in ("noncentered", "mixed"):
-        rebuilt = loc + tau * post["z"].transpose(*sdims, "trial")
-        err = float(np.max(np.abs(rebuilt.values - post["theta"].transpose(*sdims, "trial").values)))
-        scale = 1.0 + float(np.max(np.abs(post["theta"].values)))
-        if not err <= 1e-8 * scale:  # theta is a Deterministic of the same float64 values
-            raise RuntimeError(f"model {spec.name}: the trial means rebuilt from the posterior do not "
-                               f"reproduce theta (max error {err:.3g}); use integrated=False")
+    loc = loc.assign_coords(trial=trial.values) if "trial" in loc.dims else loc
+    tau = tau.assign_coords(trial=trial.values) if "trial" in tau.dims else tau
     return loc, tau
+
+
+def _draw_trial_effects(kind: str, dt, spec, seed: int) -> None:
+    """theta_i from Normal(loc_i + w_i (y_i - loc_i), w_i se_i^2), w_i = tau_i^2 / (tau_i^2 + se_i^2), per draw."""
+    post = dt["posterior"].to_dataset()
+    cd, obs = dt["constant_data"], dt["observed_data"]
+    trial = obs["trial"].values
+    post = post.assign_coords(trial=trial)  # the marginal model has no sampled variable over trials
+    dt["posterior"] = xr.DataTree(post)
+    loc, tau = _location_parts(kind, dt, spec)
+    sdims = ("chain", "draw")
+    n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
+
+    def full(da):  # (chain, draw, 1 or trial) float64 array, no copy of a broadcast
+        extra = [d for d in da.dims if d not in (*sdims, "trial")]
+        if extra:
+            raise ValueError(f"model {spec.name}: trial location has unexpected dims {extra}")
+        da = da.transpose(*sdims, *[d for d in ("trial",) if d in da.dims])
+        a = np.asarray(da.values, dtype=float)
+        return a if "trial" in da.dims else a[..., None]
+
+    y = np.asarray(obs["y_obs"].values, dtype=float)
+    se2 = np.asarray(cd["se"].values, dtype=float) ** 2
+    m, t2 = full(loc), full(tau) ** 2
+    w = t2 / (t2 + se2)  # in [0, 1); 0 at tau = 0 (theta_i = loc_i exactly)
+    rng = np.random.default_rng([int(seed), 11])
+    theta = rng.standard_normal((n_chain, n_draw, len(trial)))
+    theta *= np.sqrt(w * se2)
+    theta += m + w * (y - m)
+    post["theta"] = xr.DataArray(theta, dims=(*sdims, "trial"), coords={"trial": trial})
+    post["theta"].attrs["bayes_koa_role"] = "conditional draw"
+    dt["posterior"] = xr.DataTree(post)
 
 
 register(UnivariateKind("fixed", "one common effect"))

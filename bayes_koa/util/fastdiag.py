@@ -9,7 +9,7 @@ checks them against ArviZ element by element.
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 from scipy.fft import next_fast_len
 
 __all__ = ["rhat_rank", "ess_bulk", "ess_tail", "ess_mean"]
@@ -22,10 +22,33 @@ def _split(x: np.ndarray) -> np.ndarray:
 
 
 def _z_scale(x: np.ndarray) -> np.ndarray:
+    """Normal scores of the pooled ranks, ``ndtri((rank - 3/8) / (N + 1/4))``, average ranks for ties
+    (scipy's ``rankdata(method="average")``, as ArviZ).
+
+    One argsort per row; untied positions have integer ranks, so their scores are a gather from one table
+    of N normal quantiles (exactly ``stats.norm.ppf`` of the same numbers); only tied runs get their mean
+    rank's score computed."""
     k, c, n = x.shape
-    flat = x.reshape(k, c * n)
-    rank = stats.rankdata(flat, method="average", axis=1)
-    return stats.norm.ppf((rank - 3 / 8) / (c * n - 2 * 3 / 8 + 1)).reshape(x.shape)
+    size = c * n
+    flat = x.reshape(k, size)
+    order = np.argsort(flat, axis=1)
+    ordered = np.take_along_axis(flat, order, axis=1)
+    denom = size - 2 * 3 / 8 + 1
+    z_sorted = np.array(np.broadcast_to(special.ndtri((np.arange(1, size + 1) - 3 / 8) / denom), (k, size)))
+    same = ordered[:, 1:] == ordered[:, :-1]  # position j+1 ties with j
+    if same.any():
+        idx = np.arange(size)
+        start = np.ones((k, size), dtype=bool)
+        start[:, 1:] = ~same
+        end = np.ones((k, size), dtype=bool)
+        end[:, :-1] = ~same
+        first = np.maximum.accumulate(np.where(start, idx, 0), axis=1)
+        last = np.minimum.accumulate(np.where(end, idx, size - 1)[:, ::-1], axis=1)[:, ::-1]
+        tied = first != last
+        z_sorted[tied] = special.ndtri(((first[tied] + last[tied]) / 2 + 1 - 3 / 8) / denom)
+    z = np.empty((k, size))
+    np.put_along_axis(z, order, z_sorted, axis=1)
+    return z.reshape(x.shape)
 
 
 def _rhat(x: np.ndarray) -> np.ndarray:
@@ -146,14 +169,27 @@ def ess_tail(draws: np.ndarray, prob: float | None = None) -> np.ndarray:
     return np.minimum(*out).reshape(np.shape(draws)[2:])
 
 
+CHUNK = 512  # parameters per pass of rhat_ess: bounded temporaries (FFT buffers) and cache-friendly rows
+
+
 def rhat_ess(draws: np.ndarray, prob: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(R-hat, bulk ESS, tail ESS) per parameter, ranking the split draws once for R-hat and bulk ESS."""
+    """(R-hat, bulk ESS, tail ESS) per parameter, ranking the split draws once for R-hat and bulk ESS.
+
+    Parameters are processed in blocks of :data:`CHUNK` (same numbers; memory bounded by the block)."""
     if prob is None:
         from arviz_base import rcParams
 
         prob = float(rcParams["stats.ci_prob"])
     shape = np.shape(draws)[2:]
     x = _as_kcd(draws)
+    if x.shape[0] > CHUNK:
+        parts = [_rhat_ess_kcd(x[i:i + CHUNK], prob) for i in range(0, x.shape[0], CHUNK)]
+        return tuple(np.concatenate(p).reshape(shape) for p in zip(*parts))
+    return tuple(a.reshape(shape) for a in _rhat_ess_kcd(x, prob))
+
+
+def _rhat_ess_kcd(x: np.ndarray, prob: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`rhat_ess` of (K, chain, draw) draws, flat results."""
     xs = _split(x)
     z = _z_scale(xs)
     med = np.median(xs.reshape(xs.shape[0], -1), axis=1)[:, None, None]
@@ -162,4 +198,4 @@ def rhat_ess(draws: np.ndarray, prob: float | None = None) -> tuple[np.ndarray, 
     flat = x.reshape(x.shape[0], -1)
     qs = np.quantile(flat, sorted((prob, 1 - prob)), axis=1)
     tail = np.minimum(*[_ess(_split((x <= q[:, None, None]).astype(float))) for q in qs])
-    return rhat.reshape(shape), bulk.reshape(shape), tail.reshape(shape)
+    return rhat, bulk, tail

@@ -263,9 +263,15 @@ def test_influence_on_a_real_fit_matches_exact(fit8, exact8):
     assert change["A"] < -1.0 and change["C"] > 0.3
 
 
-def test_ppc_on_a_real_fit_numpy_agrees_with_pymc(fit8):
-    fast = checks.posterior_predictive(fit8, seed=3)
-    slow = checks.posterior_predictive(fit8, seed=3, engine="pymc")
+def test_ppc_on_a_real_fit_numpy_agrees_with_pymc(fit8, eight_schools):
+    # the default random_effects fit is marginal: PyMC's forward draws would be the mixed predictive
+    with pytest.raises(ValueError, match="engine='numpy'"):
+        checks.posterior_predictive(fit8, seed=3, engine="pymc")
+    # the non-centred model samples theta, so PyMC's conditional replicate is a check of the NumPy one
+    nc = bk.fit(eight_schools, "random_effects", priors=PRIORS, seed=11, draws=1000, tune=1000,
+                structure={"parameterization": "noncentered"})
+    fast = checks.posterior_predictive(nc, seed=3)
+    slow = checks.posterior_predictive(nc, seed=3, engine="pymc")
     assert fast.dims == slow.dims == ("chain", "draw", "trial")
     sd = fast.std(("chain", "draw"))
     # two independent sets of 4000 draws of y_rep (mostly the normal noise, so nearly independent

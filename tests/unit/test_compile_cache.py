@@ -36,7 +36,9 @@ def cache(tmp_path, monkeypatch):
 
 
 def _design(effects, drop: int = 0):
-    spec = bk.load_spec("random_effects", priors=PRIORS)
+    # non-centred: its dimension (mu, tau and one z per trial) tells the shapes apart below (the marginal
+    # default samples mu and tau only)
+    spec = bk.load_spec("random_effects", priors=PRIORS, parameterization="noncentered")
     design, _ = prepare(spec, effects.iloc[drop:].reset_index(drop=True))
     return spec, design
 
@@ -200,7 +202,7 @@ def test_changed_model_under_same_key_is_not_served(eight_schools, cache):
     spec, design = _design(eight_schools)
     key = (spec.structure_key(), design.shape_key())
     cc.compiled_model(key, lambda: build_model(spec, design))
-    other = bk.load_spec("random_effects", priors={**PRIORS, "tau": "HalfCauchy(beta=5)"})
+    other = bk.load_spec("random_effects", priors={**PRIORS, "tau": "HalfCauchy(beta=5)"}, parameterization="noncentered")
     cc.clear(memory=True)
     _, compiled = cc.compiled_model(key, lambda: build_model(other, design))  # same key, different graph
     assert cc.STATS["compiles"] == 2 and len(_entries(cache)) == 2

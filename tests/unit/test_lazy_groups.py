@@ -10,9 +10,15 @@ from bayes_koa.inference import sampling
 PRIORS = {"mu": "Normal(mu=0, sigma=50)", "tau": "HalfNormal(sigma=10)"}
 
 
+NONCENTRED = {"parameterization": "noncentered"}
+
+
 @pytest.fixture(scope="module")
 def result(eight_schools):
-    return bk.fit(eight_schools, "random_effects", priors=PRIORS, seed=11, draws=300, tune=300, warn=False)
+    # non-centred: its log_likelihood group is the conditional density checked below (the marginal default's
+    # group is the integrated one: tests/unit/test_marginal_random.py)
+    return bk.fit(eight_schools, "random_effects", priors=PRIORS, seed=11, draws=300, tune=300, warn=False,
+                  structure=NONCENTRED)
 
 
 def _closed_form_loglik(res, eight_schools):
@@ -42,7 +48,8 @@ def test_require_adds_exact_log_likelihood_once(result, eight_schools, monkeypat
 
 
 def test_a_loaded_result_computes_the_group_from_the_saved_table(result, eight_schools, tmp_path):
-    fresh = bk.fit(eight_schools, "random_effects", priors=PRIORS, seed=12, draws=300, tune=300, warn=False)
+    fresh = bk.fit(eight_schools, "random_effects", priors=PRIORS, seed=12, draws=300, tune=300, warn=False,
+                   structure=NONCENTRED)
     path = fresh.save(tmp_path / "fit.nc")
     back = bk.load(path)
     assert "log_likelihood" not in back.dt.children
