@@ -65,10 +65,14 @@ def _priors(items: list[str] | None) -> dict[str, str]:
     return out
 
 
-def _write_csv(df: pd.DataFrame, path: Path, simulated: bool, index: bool = True) -> None:
+def _write_csv(df: pd.DataFrame, path: Path, simulated: bool, index: bool = True, comment: str | None = None) -> None:
+    """A CSV table; first line ``# SIMULATED ...`` for simulated data, then ``# <comment>`` (e.g. the
+    sampler diagnostics of the fit the table came from). Read back with ``pd.read_csv(path, comment="#")``."""
     with path.open("w") as fh:
         if simulated:
             fh.write(f"# {SIM_LINE}\n")
+        if comment:
+            fh.write(f"# {comment}\n")
         df.to_csv(fh, index=index)
 
 
@@ -264,68 +268,75 @@ def _elapsed_line() -> str:
             else f"Elapsed: see the shell's timer{fits}")
 
 
-def _network_beside_pooled(res, data, args) -> pd.DataFrame | None:
-    """Per source: the network's effect against the reference and P(best), the pooled source model's
-    effect against control and P(best), and the comparators that source's trials used."""
-    import numpy as np
-
-    def cri(da, dim, lab):
-        x = da.sel({dim: lab}).values.ravel()
-        return f"{x.mean():.2f} [{np.quantile(x, 0.025):.2f}, {np.quantile(x, 0.975):.2f}]"
-
-    try:
-        eff = _effects_for(data, args.measure, args.outcome)
-        pooled = fit(eff, "source_hierarchical", outcome=args.outcome, time=args.time, seed=args.seed,
-                     draws=args.draws, tune=args.tune, chains=args.chains, progress=False, warn=False)
-        net_d, net_dim = res.level_draws("source")
-        pool_d, pool_dim = pooled.level_draws("source")
-    except ValueError:  # e.g. fewer than two sources in the pooled data
-        return None
-    net_rank = res.rank("source").set_index(res.rank("source").columns[0])
-    pool_rank = pooled.rank("source").set_index(pooled.rank("source").columns[0])
-    rows = res.effects
-    gcol = res.spec.get("group", "cell_source")
-    by_trial = rows.groupby("nma_trial")
-    out = []
-    for s in [str(x) for x in net_d[net_dim].values]:
-        trials = [t for t, g in by_trial if (g[gcol].astype(str) == s).any()] if gcol in rows else []
-        comps = pd.Series([n for t in trials for n in by_trial.get_group(t).loc[
-            by_trial.get_group(t)[gcol].isna() | (by_trial.get_group(t)[gcol].astype(str).str.strip() == ""),
-            "nma_node"]]).value_counts()
-        pooled_has = s in [str(x) for x in pool_d[pool_dim].values]
-        out.append({"source": s, "network effect [95% CrI]": cri(net_d, net_dim, s),
-                    "network P(best)": round(float(net_rank.loc[s, "p_best"]), 3),
-                    "pooled effect [95% CrI]": cri(pool_d, pool_dim, s) if pooled_has else "not in the pooled fit",
-                    "pooled P(best)": round(float(pool_rank.loc[s, "p_best"]), 3) if s in pool_rank.index else float("nan"),
-                    "comparators (trials)": ", ".join(f"{k} {v}" for k, v in comps.items()) or "none"})
-    return pd.DataFrame(out)
+POOLED_MODEL = "source_hierarchical"  # the main job's pooled model: beside the network, and its fallback
 
 
-def _analyze_network(args) -> int:
-    """``analyze --model network``: the KOA arm table as a network (comparators as nodes, MSC treatments
-    nested in source and origin); source effects against placebo, ranks, league table, inconsistency."""
+def _pooled_fit(data, args, quiet: bool = True):
+    """The pooled source model on the same data, outcome and time (beside the network, or its fallback)."""
+    eff = _effects_for(data, args.measure, args.outcome)
+    return fit(eff, POOLED_MODEL, outcome=args.outcome, time=args.time, seed=args.seed, draws=args.draws,
+               tune=args.tune, chains=args.chains, progress=not quiet, warn=False)
+
+
+def _diag_comment(flag: dict, model: str) -> str:
+    from .api.network_report import diagnostics_line
+
+    return diagnostics_line(flag, model)
+
+
+def _analyze_network(args, fallback: bool = False) -> int:
+    """``analyze`` with the network model (the default main job, or ``--model network``): the KOA arm table
+    as a network (comparators as nodes, MSC treatments nested in source and origin); source effects
+    against placebo, ranks, league table, inconsistency, LOO and PPC by trial, the claims re-based on
+    the network, and beside it the pooled source model with why the two differ.
+
+    ``fallback`` (the default main job): when the network cannot be used (the data do not make a
+    connected network, its sampling failed, or too few comparator data: ``koa.network.network_unusable``)
+    say why in one line and run the pooled job instead.
+    """
     import warnings
 
-    from .koa.network import network_arms
+    from .koa.network import network_arms, network_unusable, network_vs_pooled
 
     t0, out, data, simulated = _start_analyze(args, " (network meta-analysis)")
-    arms = network_arms(data, args.outcome, args.time, measure=args.measure)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", SamplingWarning)
-        out(f"Sampling (seed {args.seed}; sampler settings: {'the kind default' if args.draws is None else args.draws} draws) ...")
-        res = fit(arms, args.model, priors=_priors(args.prior), measure=args.measure, study="study",
-                  treatment="treatment", seed=args.seed, draws=args.draws, tune=args.tune, chains=args.chains,
-                  progress=not args.quiet)
+    sim = " (SIMULATED)" if simulated else ""
+    caught: list = []
+    try:
+        arms = network_arms(data, args.outcome, args.time, measure=args.measure)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SamplingWarning)
+            out(f"Sampling (seed {args.seed}; sampler settings: "
+                f"{'the kind default' if args.draws is None else args.draws} draws) ...")
+            t_fit = time.time()
+            res = fit(arms, args.model, priors=_priors(args.prior), measure=args.measure, study="study",
+                      treatment="treatment", seed=args.seed, draws=args.draws, tune=args.tune, chains=args.chains,
+                      progress=not args.quiet)
+            t_fit = time.time() - t_fit
+        why_not = network_unusable(res) if fallback else None
+    except ValueError as e:  # disconnected network, no usable rows, ...
+        if not fallback:
+            raise
+        why_not = str(e).splitlines()[0]
+    if why_not:
+        out(f"The network model cannot be used ({why_not}); falling back to the pooled model {POOLED_MODEL}.")
+        args.model = POOLED_MODEL
+        return _analyze_pooled(args, started=(t0, out, data, simulated))
     for w in caught:
         if not issubclass(w.category, SamplingWarning):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    st = res.provenance["sampler_settings"]
+    out(f"Sampled {st['chains']} chains x ({st['tune']} tune + {st['draws']} draws) at target_accept "
+        f"{st['target_accept']:g} in {t_fit:.1f} s")
+    out(_fit_cache_line(res))
     out("")
     out(res.spec.describe())
     nodes, edges = res.network_graph()
-    out(f"\nNetwork{' (SIMULATED)' if simulated else ''}: {len(nodes)} treatments, "
-        f"{res.effects['nma_trial'].nunique()} trials, {len(edges)} directly compared pairs; "
-        f"{len(res.excluded)} rows left out")
-    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_rows", 500):
+    out(f"\nNetwork{sim}: {len(nodes)} treatments, {res.effects['nma_trial'].nunique()} trials, {len(edges)} directly "
+        f"compared pairs; {len(res.excluded)} rows left out")
+    flag = res._diagnostics_flag()
+    dline = _diag_comment(flag, res.spec.name)
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_rows", 500,
+                           "display.max_colwidth", 80):
         out(nodes.to_string(index=False))
         diag = res.diagnostics()
         probs = diag.attrs["problems"]
@@ -334,10 +345,10 @@ def _analyze_network(args) -> int:
         out("  OK" if not probs else "  PROBLEMS:\n  - " + "\n  - ".join(probs))
         if probs:
             out(PROBLEM_BANNER)
-        summ = res.summary(include_trials=False)
-        ref = res.league().attrs["reference"]
-        out(f"\nPosterior summary{' (SIMULATED)' if simulated else ''} (effects against {ref}; negative = benefit; "
-            "95% equal-tailed intervals):")
+        summ = res._with_diagnostics(res.summary(include_trials=False))
+        league = res._with_diagnostics(res.league())
+        ref = league.attrs["reference"]
+        out(f"\nPosterior summary{sim} (effects against {ref}; negative = benefit; 95% equal-tailed intervals):")
         cols = ["what", "mean", "eti95_lb", "median", "eti95_ub", "p_benefit", "n_comparisons"]
         out(summ[[c for c in cols if c in summ]].round(3).to_string())
         rankings = {}
@@ -348,51 +359,108 @@ def _analyze_network(args) -> int:
                 rankings[level] = res.rank(level)
             except ValueError:
                 continue
-            out(f"\nRanking of {what}{' (SIMULATED)' if simulated else ''} (rank 1 = largest benefit; SUCRA with its "
-                "95% interval; P(rank = k)):")
+            out(f"\nRanking of {what}{sim} (rank 1 = largest benefit; SUCRA with its 95% interval; P(rank = k)):")
             out(_compact_ranking(rankings[level]).to_string(index=False))
-        league = res.league()
-        out(f"\nLeague table{' (SIMULATED)' if simulated else ''}: row minus column, mean (95% interval):")
-        out(res.league(wide=True, digits=1).to_string())
+        out(f"\nLeague table{sim}: row minus column, mean (95% interval):")
+        wide = res.league(wide=True, digits=1)
+        out(wide.to_string())
         ind = res.indirect_only()
         out(f"\nInformed only indirectly (no trial compares them): {len(ind)} of {len(league) // 2} pairs")
         check = res.inconsistency()
-        out(f"\nInconsistency check{' (SIMULATED)' if simulated else ''}: {check.statement}")
+        out(f"\nInconsistency check{sim}: {check.statement}")
+        with warnings.catch_warnings():  # high Pareto k is in the table (column high_k), not a warning
+            warnings.simplefilter("ignore", ParetoKWarning)
+            loo = res._with_diagnostics(res.loo())
+            ppc = res._with_diagnostics(res.ppc())
+        out(f"\nPSIS-LOO by trial{sim} (a trial's arms left out together): elpd_loo {loo.attrs['elpd_loo']:.1f} "
+            f"(SE {loo.attrs['se']:.1f}); Pareto k > {loo.attrs['k_threshold']:.2g} for {loo.attrs['n_high_k']} of "
+            f"{len(loo)} trials{': ' + ', '.join(loo.attrs['high_k_trials']) if loo.attrs['high_k_trials'] else ''}; "
+            f"posterior predictive check by trial: {int(ppc['flag'].sum())} flagged"
+            + (f", LOO-PIT {int(ppc['loo_flag'].sum())} flagged" if "loo_flag" in ppc else ""))
         claims = res.claims()
-        out(f"\nThe 2023 paper's conclusions re-based on the network{' (SIMULATED)' if simulated else ''} "
-            f"(sources and origin cells against {ref}):")
+        out(f"\nThe 2023 paper's conclusions re-based on the network{sim} (sources and origin cells against {ref}):")
         out(claims[["claim", "probability", "mc_se", "interpretation"]].round(3).to_string(index=False))
-        beside = _network_beside_pooled(res, data, args)
+        beside, pooled, beside_note = None, None, ""
+        try:
+            t_pool = time.time()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", SamplingWarning)  # its diagnostics are printed with its table
+                pooled = _pooled_fit(data, args)
+            t_pool = time.time() - t_pool
+            beside = network_vs_pooled(res, pooled)
+        except ValueError as e:  # e.g. fewer than two sources in the pooled data
+            beside_note = f"the pooled model {POOLED_MODEL} was not fitted beside it ({str(e).splitlines()[0]})"
+            out(f"\n{beside_note}")
         if beside is not None:
-            out(f"\nBeside it, the pooled model source_hierarchical (MSC minus whatever control){' (SIMULATED)' if simulated else ''}:")
-            out(beside.to_string(index=False))
-            out("The pooled model averages 'MSC - control' over the comparators each source happened to be tested "
-                f"against (column 'comparators'); the network puts the comparators in the model and compares every "
-                f"source with {ref}. Where sources met different comparators and the comparators differ, the two "
-                "rankings differ; where they agree, the comparators did not drive the pooled ranking.")
+            pflag = pooled._diagnostics_flag()
+            out(f"\nBeside it, the pooled model {POOLED_MODEL} (MSC minus whatever control; fitted in {t_pool:.1f} s)"
+                f"{sim}:")
+            show = pd.DataFrame({
+                "source": beside["source"],
+                f"network vs {ref} [95% CrI]": [f"{m:.1f} [{lo:.1f}, {hi:.1f}]" for m, lo, hi in
+                                                zip(beside["network_mean"], beside["network_lower"], beside["network_upper"])],
+                "network P(best)": beside["network_p_best"].round(3),
+                "pooled vs control [95% CrI]": [f"{m:.1f} [{lo:.1f}, {hi:.1f}]" for m, lo, hi in
+                                                zip(beside["pooled_mean"], beside["pooled_lower"], beside["pooled_upper"])],
+                "pooled P(best)": beside["pooled_p_best"].round(3),
+                "comparators (MSC-comparator pairs)": beside["comparators"],
+                "comparator offset": beside["comparator_offset"].round(1)})
+            out(show.to_string(index=False))
+            out(f"  {_diag_comment(pflag, POOLED_MODEL)}")
+            out("Why they differ: " + beside.attrs["statement"])
+            for w in beside["why"]:
+                out(f"  - {w}")
     out(f"\nElapsed {time.time() - t0:.1f} s")
     if args.out:
-        with _staged(Path(args.out)) as folder:
-            _write_csv(summ, folder / "summary.csv", simulated)
-            _write_csv(league, folder / "league.csv", simulated, index=False)
-            _write_csv(claims, folder / "claims.csv", simulated, index=False)
-            if beside is not None:
-                _write_csv(beside, folder / "network_vs_pooled.csv", simulated, index=False)
-            _write_csv(res.priors, folder / "priors.csv", simulated, index=False)
-            _write_csv(arms, folder / "arms.csv", simulated, index=False)
-            _write_csv(res.excluded, folder / "excluded.csv", simulated, index=False)
-            for level, table in rankings.items():
-                _write_csv(table, folder / f"ranking_{level}.csv", simulated, index=False)
-            try:
-                import matplotlib
+        from .api.network_report import figures, render_network_report
+        from .api.report import write_report
 
-                matplotlib.use("Agg")
-                res.plot_network(save=folder / "network.png")
-            except ImportError as e:  # plots module not available
-                out(f"plots skipped: {e}")
+        with _staged(Path(args.out)) as folder:
+            def csv(df, name, index=False, line=dline):
+                _write_csv(df, folder / name, simulated, index=index, comment=line)
+
+            csv(summ, "summary.csv", index=True)
+            csv(diag, "diagnostics.csv", index=True)
+            csv(league, "league.csv")
+            csv(res.league(wide=True, digits=2), "league_wide.csv", index=True)
+            for level, table in rankings.items():
+                csv(table, "ranking.csv" if level == "source" else f"ranking_{level}.csv")
+            if "source" in rankings:
+                csv(res.rank_probabilities("source").to_pandas(), "rank_probabilities.csv", index=True)
+            csv(nodes, "network_nodes.csv")
+            csv(edges, "network_edges.csv")
+            csv(ind, "indirect_only.csv")
+            inc = check.pairs if check.pairs is not None else pd.DataFrame({"statement": [check.statement]})
+            csv(inc, "inconsistency.csv")
+            if check.comparison is not None:
+                csv(check.comparison, "inconsistency_loo.csv", index=True)
+            csv(loo, "loo.csv")
+            csv(ppc, "ppc.csv")
+            csv(claims, "claims.csv")
+            if beside is not None:
+                both = f"{dline}; {_diag_comment(pooled._diagnostics_flag(), POOLED_MODEL)}"
+                csv(beside, "network_vs_pooled.csv", line=both)
+                csv(pooled.rank("source"), "pooled_ranking.csv", line=_diag_comment(pooled._diagnostics_flag(), POOLED_MODEL))
+            csv(res.priors, "priors.csv", line=None)
+            csv(arms, "arms.csv", line=None)
+            csv(res.excluded, "excluded.csv", line=None)
+            figs, missing = figures(res)
+            import base64
+
+            for name, png in figs.items():
+                (folder / f"{name}.png").write_bytes(base64.b64decode(png))
+            for name, why in missing.items():
+                out(f"plot {name} not drawn ({why})")
             res.save(folder / "result.nc")
             (folder / "report.txt").write_text("\n".join(out.lines) + "\n")
-        print(f"Report written to {args.out}/ (summary, league, rankings, priors, arms, network.png, result.nc)")
+            write_report(render_network_report({
+                "result": res, "summary": summ, "rankings": rankings, "league": wide, "indirect": ind,
+                "inconsistency": check, "claims": claims, "beside": beside, "beside_note": beside_note,
+                "pooled_model": POOLED_MODEL, "pooled_flag": pooled._diagnostics_flag() if pooled is not None else None,
+                "loo": loo, "ppc": ppc, "figures": figs, "log_text": "\n".join(out.lines)}), folder / "report.html")
+        print(f"Report written to {args.out}/ (report.html, summary, ranking, league, inconsistency, loo, ppc, claims, "
+              "network_vs_pooled, network.png, result.nc, report.txt)")
+    print(_elapsed_line())
     if probs:
         print(PROBLEM_BANNER, file=sys.stderr)
         return EXIT_DIAGNOSTICS
@@ -400,11 +468,20 @@ def _analyze_network(args) -> int:
 
 
 def cmd_analyze(args) -> int:
-    import warnings
-
+    """``analyze``: the network model by default (falling back to the pooled model with the reason),
+    or the model named by ``--model``."""
+    if args.model is None:
+        args.model = "network"
+        return _analyze_network(args, fallback=True)
     if _model_kind(args.model) == "network":
         return _analyze_network(args)
-    t0, out, data, simulated = _start_analyze(args)
+    return _analyze_pooled(args)
+
+
+def _analyze_pooled(args, started=None) -> int:
+    import warnings
+
+    t0, out, data, simulated = started if started is not None else _start_analyze(args)
     eff = _effects_for(data, args.measure, args.outcome)
     if hasattr(data, "trials"):  # publication year and primary/secondary source, for the report's refits
         from .effects.trial_info import with_trial_columns
@@ -714,7 +791,9 @@ def parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("analyze", help="fit a model and rank cell sources")
     common(a)
-    a.add_argument("--model", default="source_hierarchical")
+    a.add_argument("--model", default=None,
+                   help="default: the network meta-analysis (model network) with the pooled source_hierarchical "
+                        "beside it; the pooled model instead, with the reason, when the network cannot be used")
     a.add_argument("--prior", action="append", metavar="NAME=SPEC",
                    help="e.g. --prior tau='HalfNormal(sigma=10)' (repeatable); wins over the model file")
     a.add_argument("--seed", type=int, default=20261126)

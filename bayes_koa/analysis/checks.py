@@ -310,6 +310,10 @@ def ppc_table(result, seed: int | None = None, ci: float = 0.95,
     """
     if not 0 < ci < 1:
         raise ValueError(f"ci must be in (0, 1), got {ci}")
+    if _loo_by_trial(result):
+        if predictive != "conditional":
+            raise ValueError(f"model {result.spec.name}: the check by trial is conditional (predictive='conditional')")
+        return _ppc_by_trial(result, seed, ci, loo_pit)
     _check_predictive(result, predictive)
     y = _observed(result)
     dims = _obs_dims(y)
@@ -348,6 +352,64 @@ def ppc_table(result, seed: int | None = None, ci: float = 0.95,
     table = _to_frame(ds, dims)
     return _table_attrs(result, table, predictive=predictive, ci=ci,
                         engine="numpy" if normal else "pymc",
+                        n_flagged=int(table["flag"].sum()),
+                        n_loo_flagged=int(table["loo_flag"].sum()) if loo_pit else None)
+
+
+def _discrepancy(y, mu, sd, n, binom) -> np.ndarray:
+    """Per observation: ``((y - mu) / sd)^2`` on normal rows, the binomial deviance
+    ``2 [y log(y / (n p)) + (n - y) log((n - y) / (n (1 - p)))]`` (0 log 0 = 0) on binomial rows."""
+    z2 = ((y - mu) / sd) ** 2
+    if not np.any(binom):
+        return z2
+    p = special.expit(mu)
+    nn = np.where(binom, n, 1.0)
+    yy = np.where(binom, y, 0.0)
+    dev = 2.0 * (special.xlogy(yy, yy) - special.xlogy(yy, nn * p)
+                 + special.xlogy(nn - yy, nn - yy) - special.xlogy(nn - yy, nn * (1.0 - p)))
+    return np.where(binom, dev, z2)
+
+
+def _ppc_by_trial(result, seed: int | None, ci: float, loo_pit: bool) -> pd.DataFrame:
+    """The posterior predictive check of a kind whose trials have several observations (arms): one row
+    per trial, the realized discrepancy ``T_i(y, theta)`` = the sum over the trial's observations of
+    ``((y - mu) / sd)^2`` (normal rows; the decorrelated contrast rows are independent given the means)
+    or the binomial deviance, against ``T_i(y_rep, theta)`` with ``y_rep`` drawn from the likelihood
+    given the same draw (Gelman, Meng & Stern 1996). ``p_value = P(T(y_rep) >= T(y))`` (ties split, the
+    mid-p-value): small = the trial's arms fit worse than the model's own replicates; ``flag`` when
+    below 0.025 (one-sided: only a poor fit is a problem). ``loo_p_value``: the same with the trial's
+    PSIS-LOO weights (the trial left out whole, as :func:`loo`), the cross-validated check, with
+    ``loo_flag`` (below 0.025) and ``pareto_k``. Interval columns: the central ``ci`` interval of
+    ``T(y_rep)``."""
+    parts = get_kind(result.spec.kind).observation_parts(result.dt, result.spec)
+    y = np.asarray(_observed(result).values, dtype=float)
+    mu, sd, n, binom, idx = parts["mu"], parts["sd"], parts["n"], parts["binomial"], parts["trial_idx"]
+    rng = _seed(result, seed, 13)
+    rep = np.where(binom, rng.binomial(np.where(binom, n, 1).astype(np.int64), special.expit(mu)),
+                   rng.normal(mu, sd))
+    d_obs, d_rep = _discrepancy(y, mu, sd, n, binom), _discrepancy(rep, mu, sd, n, binom)
+    labels = result.dt["posterior"]["trial"].values
+    T = np.zeros(mu.shape[:2] + (len(labels),))
+    T_rep = np.zeros_like(T)
+    for t in range(len(labels)):
+        T[..., t] = d_obs[..., idx == t].sum(axis=-1)
+        T_rep[..., t] = d_rep[..., idx == t].sum(axis=-1)
+    exceed = (T_rep > T) + 0.5 * (T_rep == T)
+    lo, hi = (1 - ci) / 2, (1 + ci) / 2
+    flat = T_rep.reshape(-1, len(labels))
+    table = pd.DataFrame({"trial": labels, "n_obs": np.bincount(idx, minlength=len(labels)),
+                          "discrepancy": T.mean(axis=(0, 1)), "rep_mean": flat.mean(axis=0),
+                          "rep_lower": np.quantile(flat, lo, axis=0), "rep_upper": np.quantile(flat, hi, axis=0),
+                          "p_value": exceed.mean(axis=(0, 1))})
+    table["flag"] = table["p_value"] < P_FLAG[0]
+    if loo_pit:
+        elpd, _ = _elpd(result, None, by_trial=True)
+        w = np.exp(elpd.log_weights.transpose(*SAMPLE_DIMS, "trial").values)
+        table["loo_p_value"] = (w * exceed).sum(axis=(0, 1))
+        table["loo_flag"] = table["loo_p_value"] < P_FLAG[0]
+        table["pareto_k"] = np.asarray(elpd.pareto_k.values, dtype=float)
+    return _table_attrs(result, table, predictive="conditional", ci=ci, engine="numpy (by trial)",
+                        statistic="sum over the trial's observations of ((y - mu) / sd)^2 or binomial deviance",
                         n_flagged=int(table["flag"].sum()),
                         n_loo_flagged=int(table["loo_flag"].sum()) if loo_pit else None)
 
@@ -414,12 +476,18 @@ def _elpd(result, integrated: bool | None, by_trial: bool = False):
     when the likelihood is over arms or rows (their log-likelihoods summed: leave one trial out)."""
     import arviz_stats as az  # the statistics only: the arviz meta-package also imports arviz_plots
 
-    integ = _resolve_integrated(result, integrated)
-    ll = _log_likelihood(result, integ)
-    how = "integrated" if integ else "conditional"
-    if by_trial and "trial" not in ll.dims:
-        ll = _sum_by_trial(result, ll)
-        how += f" (summed over {_obs_dims(_observed(result))[0]} per trial)"
+    kind = get_kind(result.spec.kind)
+    ll = None
+    if by_trial and integrated is not False and _loo_by_trial(result) and hasattr(kind, "trial_log_likelihood"):
+        ll = kind.trial_log_likelihood(result.dt, result.spec)  # the trial's baseline integrated out (normal)
+        how = "integrated (each trial's contrasts: its baseline integrated out)"
+    if ll is None:
+        integ = _resolve_integrated(result, integrated)
+        ll = _log_likelihood(result, integ)
+        how = "integrated" if integ else "conditional"
+        if by_trial and "trial" not in ll.dims:
+            ll = _sum_by_trial(result, ll)
+            how += f" (summed over {_obs_dims(_observed(result))[0]} per trial)"
     tree = xr.DataTree.from_dict({"posterior": _posterior(result),
                                   "log_likelihood": xr.Dataset({LIKELIHOOD: ll})})
     with warnings.catch_warnings():
@@ -452,16 +520,36 @@ def _high_k(elpd, k_threshold: float | None) -> float:
     return float(elpd.good_k if k_threshold is None else k_threshold)
 
 
-def loo(result, integrated: bool | None = None, k_threshold: float | None = None) -> pd.DataFrame:
+def _loo_by_trial(result) -> bool:
+    """The kind sums its likelihood's terms per trial for LOO and PPC (the network kind: arms)."""
+    return bool(getattr(get_kind(result.spec.kind), "loo_by_trial", False))
+
+
+def _n_obs_by_trial(result) -> xr.DataArray:
+    cd = _group(result, "constant_data")
+    idx = cd["trial_idx"].values.astype(int)
+    labels = result.dt["posterior"]["trial"].values
+    return xr.DataArray(np.bincount(idx, minlength=len(labels)), dims="trial", coords={"trial": labels})
+
+
+def loo(result, integrated: bool | None = None, k_threshold: float | None = None,
+        by_trial: bool | None = None) -> pd.DataFrame:
     """PSIS-LOO per trial: ``y``, ``elpd_i``, ``mcse_elpd_i``, ``pareto_k``, ``high_k`` and the
     ``advice`` for high-k trials.
+
+    ``by_trial`` (default: the kind's ``loo_by_trial``, True for the network kind): the pointwise
+    log-likelihood of a trial is the sum of its observations' terms (arms, contrast rows), so a trial
+    is left out whole: one row per trial, ``n_obs`` (its terms) in place of ``y``. A multi-arm trial
+    is one unit, and in the arm-based binomial/normal form the trial's baseline belongs to the
+    left-out trial (leaving out one arm would keep the baseline informed by the trial's other arms).
 
     Totals in ``table.attrs``: ``elpd_loo``, ``se`` (its SE over trials), ``p_loo``, ``method``
     ('integrated' or 'conditional'), ``k_threshold``, ``n_high_k``, ``high_k_trials``.
     ``k_threshold=None`` uses ArviZ's ``min(1 - 1/log10(S), 0.7)``. Warns (:class:`ParetoKWarning`)
     when any trial's k exceeds it.
     """
-    elpd, method = _elpd(result, integrated)
+    bt = _loo_by_trial(result) if by_trial is None else bool(by_trial)
+    elpd, method = _elpd(result, integrated, by_trial=bt)
     kt = _high_k(elpd, k_threshold)
     ll = elpd.log_likelihood_
     dims = _obs_dims(ll)
@@ -469,8 +557,8 @@ def loo(result, integrated: bool | None = None, k_threshold: float | None = None
     dens = np.exp(ll - ll.max(SAMPLE_DIMS))  # rescaled per trial: the delta-method SE is scale-free
     mean_dens = (w * dens).sum(SAMPLE_DIMS)
     mcse = _is_mcse(w, dens, _r_eff(dens)) / mean_dens
-    ds = xr.Dataset({"y": _observed(result), "elpd_i": elpd.elpd_i, "mcse_elpd_i": mcse,
-                     "pareto_k": elpd.pareto_k})
+    first = {"n_obs": _n_obs_by_trial(result)} if dims != _obs_dims(_observed(result)) else {"y": _observed(result)}
+    ds = xr.Dataset({**first, "elpd_i": elpd.elpd_i, "mcse_elpd_i": mcse, "pareto_k": elpd.pareto_k})
     ds["high_k"] = ds["pareto_k"] > kt
     table = _to_frame(ds, dims)
     table["advice"] = np.where(table["high_k"], K_ADVICE.format(k=kt), "")

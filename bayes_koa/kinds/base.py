@@ -104,6 +104,9 @@ class Kind:
     default_priors: ClassVar[dict[str, dict[str, str]]] = {}
     labels: ClassVar[dict[str, str]] = {}       # variable -> label, in the order a summary shows them
     loo_dim: ClassVar[str] = "trial"            # the unit that leave-one-out leaves out
+    # True when the likelihood is over sub-trial observations (arms) that LOO and PPC sum per trial
+    # (constant_data/trial_idx); the kind then has observation_parts(dt, spec) for the PPC
+    loo_by_trial: ClassVar[bool] = False
     likelihood: ClassVar[str] = "y_obs"         # name of the observed variable
 
     # -- the model file -------------------------------------------------------------------------

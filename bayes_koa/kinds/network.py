@@ -916,6 +916,97 @@ def node_effects(post) -> xr.DataArray:
     return out.transpose("chain", "draw", "node")
 
 
+def observation_parts(dt, spec) -> dict:
+    """Per draw, the mean of every observation of ``y_obs`` (the linear predictor: ``M v`` plus the trial's
+    baseline, rebuilt from the posterior and ``constant_data/M``), with what the likelihood needs:
+    ``{"mu": (chain, draw, obs), "sd": (obs,) (1 on binomial rows), "n": (obs,) (0 on normal rows),
+    "binomial": (obs,) bool, "trial_idx": (obs,)}``. For the posterior predictive check by trial."""
+    post = dt["posterior"]
+    cd = dt["constant_data"]
+    st = spec.struct
+    levels, common = st.get("levels", ()), st.get("common", ())
+    S = post.sizes["chain"], post.sizes["draw"]
+
+    def flat(name):
+        return np.asarray(post[name].transpose("chain", "draw", ...).values, dtype=float).reshape(*S, -1)
+
+    parts = []
+    if "d_pair" in post.data_vars:
+        parts.append(flat("d_pair"))
+    else:
+        if "comparator" in post.coords and "d_comparator" in post.data_vars:
+            parts.append(flat("d_comparator"))
+        if "d_msc" in post.data_vars:
+            if "origin" in levels and "cell_effect" in post.data_vars:
+                parts.append(flat("cell_effect"))  # (source, origin) row-major, as C's columns
+            elif "source" in levels and "source_effect" in post.data_vars:
+                parts.append(flat("source_effect"))
+            else:
+                parts.append(flat("d_msc"))
+            if "node" not in common:
+                parts.append(flat("sigma_class") * flat("z_node"))
+    if "z" in post.data_vars:
+        parts.append(flat("tau") * flat("z"))
+    v = np.concatenate(parts, axis=-1) if parts else np.zeros((*S, 0))
+    M = np.asarray(cd["M"].values, dtype=float)
+    if M.shape[1] != v.shape[-1]:
+        raise ValueError(f"model {spec.name}: constant_data/M has {M.shape[1]} columns, the posterior gives "
+                         f"{v.shape[-1]}: the result does not match its model")
+    mu = v @ M.T
+    idx = np.asarray(cd["trial_idx"].values, dtype=np.int64)
+    if "baseline" in post.data_vars:
+        base = flat("baseline")
+        n_con = int(cd["trial"].size) - base.shape[-1]
+        full = np.concatenate([base, np.zeros((*S, n_con))], axis=-1)
+        mu = mu + full[..., idx]
+    n_obs = mu.shape[-1]
+    n = np.asarray(cd["n_obs"].values, dtype=float) if "n_obs" in cd else np.zeros(n_obs)
+    sd = np.asarray(cd["sd_obs"].values, dtype=float) if "sd_obs" in cd else np.ones(n_obs)
+    return {"mu": mu, "sd": sd, "n": n, "binomial": n > 0, "trial_idx": idx}
+
+
+def trial_log_likelihood(dt, spec) -> xr.DataArray | None:
+    """Per draw and trial, the log-likelihood of the trial's data with its baseline integrated out
+    (normal likelihoods; None when any row is binomial, whose baseline has no closed form).
+
+    A trial with arm data: its arm means ``y_1..y_a`` (arm 1 the baseline arm) are ``baseline + delta_k``
+    plus independent errors (SD ``s_k``), so the contrasts ``c_k = y_k - y_1`` (k >= 2) are multivariate
+    normal with mean ``delta_k`` and covariance ``diag(s_k^2) + s_1^2 J``, free of the baseline. Under
+    the baselines' vague independent priors ("fixed study effects"), leaving a trial out leaves its
+    baseline with its prior only, so ``p(y_i | y_-i)`` is this contrast density times a factor of the
+    baseline prior that no other trial informs: the same for every model with the same baseline prior.
+    Contrast-only trials: their (decorrelated) rows, whose sum is already the exact joint density.
+    For PSIS-LOO by trial (:func:`bayes_koa.analysis.checks.loo`): with the conditional sum the trial's
+    own baseline would dominate the importance ratios (Pareto k high for most trials).
+    """
+    parts = observation_parts(dt, spec)
+    if np.any(parts["binomial"]):
+        return None
+    y = np.asarray(dt["observed_data"]["y_obs"].values, dtype=float)
+    mu, sd, idx = parts["mu"], parts["sd"], parts["trial_idx"]
+    post = dt["posterior"]
+    labels = [str(x) for x in dt["constant_data"]["trial"].values]
+    n_base = int(post.sizes.get("baseline_trial", 0)) if "baseline" in post.data_vars else 0
+    out = np.zeros(mu.shape[:2] + (len(labels),))
+    for t in range(len(labels)):
+        k = np.flatnonzero(idx == t)
+        if t >= n_base:  # contrast-only trial: the decorrelated rows
+            z = (y[k] - mu[..., k]) / sd[k]
+            out[..., t] = np.sum(-0.5 * _LOG_2PI - np.log(sd[k]) - 0.5 * z ** 2, axis=-1)
+            continue
+        b, rest = k[0], k[1:]
+        c = y[rest] - y[b]
+        m = mu[..., rest] - mu[..., b:b + 1]
+        S = np.diag(sd[rest] ** 2) + sd[b] ** 2
+        L = np.linalg.cholesky(S)
+        r = np.linalg.solve(L, (c - m).reshape(-1, len(rest)).T).T
+        out[..., t] = (-0.5 * len(rest) * _LOG_2PI - np.log(np.diag(L)).sum()
+                       - 0.5 * (r ** 2).sum(axis=-1).reshape(mu.shape[:2]))
+    return xr.DataArray(out, dims=("chain", "draw", "trial"),
+                        coords={"chain": post["chain"].values, "draw": post["draw"].values, "trial": labels},
+                        name="y_obs")
+
+
 def add_predictions(dt, spec, seed: int) -> None:
     """``node_effect`` (every node vs the reference, the reference 0: ranks and league tables) and,
     with the class model, ``theta_new`` (an MSC product of a new source in a new trial, vs the
@@ -1109,6 +1200,10 @@ class NetworkKind(Kind):
     name = "network"
     description = "arm-based network meta-analysis, MSC treatments as a nested class"
     loo_dim = "trial"
+    # LOO and PPC leave out and check a whole trial: its arm (and contrast) terms summed. A multi-arm trial is
+    # one unit (its arms share one baseline and correlated random effects), and in the arm-based form the trial
+    # baseline belongs to the trial: leaving out one arm would leave the baseline informed by its other arms.
+    loo_by_trial = True
     likelihood = "y_obs"
     default_priors = DEFAULT_PRIORS
     structure_schema = {
@@ -1170,6 +1265,12 @@ class NetworkKind(Kind):
 
     def add_predictions(self, dt, spec, seed: int) -> None:
         add_predictions(dt, spec, seed)
+
+    def observation_parts(self, dt, spec) -> dict:
+        return observation_parts(dt, spec)
+
+    def trial_log_likelihood(self, dt, spec):
+        return trial_log_likelihood(dt, spec)
 
     def roles(self, spec) -> Roles:
         st = spec.struct

@@ -36,7 +36,7 @@ from scipy import stats
 from ..data import as_trial_data
 from ..effects.table import _arm_values, _prepare_outcomes, _prepare_trials  # the effect-size step's arm values
 
-__all__ = ["network_arms", "MSC_NODE"]
+__all__ = ["network_arms", "MSC_NODE", "network_vs_pooled", "network_unusable", "MIN_REFERENCE_TRIALS"]
 
 MSC_NODE = ("cell", "dose", "arm")
 COLUMNS = ("study", "arm_id", "treatment", "arm_role", "cell_source", "origin", "control_type",
@@ -201,4 +201,147 @@ def _with_contrasts(table, con, trials, outcome, time, measure, lib) -> pd.DataF
         extra.append((trial, part))
     for trial, part in extra:
         table = pd.concat([table[table["study"] != trial], part], ignore_index=True)
+    return table
+
+
+# ---------------------------------------------------------------------------------------------
+# the main job: is the network usable, and what the pooled model says beside it
+# ---------------------------------------------------------------------------------------------
+MIN_REFERENCE_TRIALS = 2
+"""A network whose reference (placebo) arm is in fewer trials than this puts every source effect
+against the reference on one trial: too few comparator data for the main job to use it."""
+
+
+def network_unusable(result) -> str | None:
+    """Why a fitted network cannot be the main job's model (one line), or None when it passes its checks.
+
+    Checks, in order: the sampler diagnostics (divergences, R-hat, ESS: ``result.diagnostics()``);
+    at least two cell sources with trials (else nothing to rank); the reference treatment in at
+    least :data:`MIN_REFERENCE_TRIALS` trials (else too few comparator data: every effect against
+    the reference rests on one trial).
+    """
+    probs = result.diagnostics().attrs["problems"]
+    if probs:
+        first = probs[0].split(": ")[0]
+        return f"sampling problems in the network fit: {first[:120]}{' ...' if len(first) > 120 else ''}"
+    counts = result.kind.group_counts(result.dt, result.spec)
+    roles = result.kind.roles(result.spec)
+    src = {k[0]: v for k, v in counts.get(roles.group, {}).items()} if roles.group else {}
+    with_trials = [s for s, k in src.items() if k > 0]
+    if len(with_trials) < 2:
+        return (f"fewer than two cell sources with trials in the network ({', '.join(with_trials) or 'none'}): "
+                "nothing to rank")
+    nodes, _ = result.network_graph()
+    ref = str(nodes["treatment"].iloc[0])
+    k_ref = int(nodes["n_trials"].iloc[0])
+    if k_ref < MIN_REFERENCE_TRIALS:
+        return (f"too few comparator data: the reference {ref!r} is in {k_ref} trial(s) (fewer than "
+                f"{MIN_REFERENCE_TRIALS}), so every source effect against it rests on one trial")
+    return None
+
+
+def _interval(x: np.ndarray) -> tuple[float, float, float]:
+    return float(x.mean()), float(np.quantile(x, 0.025)), float(np.quantile(x, 0.975))
+
+
+def network_vs_pooled(network, pooled) -> pd.DataFrame:
+    """Per cell source: the network's effect against its reference and P(best) beside the pooled
+    model's "MSC minus control" effect and P(best), with the comparators that source's trials used and
+    the part of the difference those comparators explain.
+
+    Both arguments are fitted results (``network``: the network kind; ``pooled``: a model with
+    source means, e.g. ``source_hierarchical``) of the same data, outcome and time. The pooled
+    model estimates, per source, the average of ``MSC - control`` over the controls its trials
+    happened to use; under the network's consistency model ``MSC - c = d_MSC - d_c``, so the pooled
+    effect should be close to ``network effect - comparator_offset`` with ``comparator_offset`` =
+    the mean, over the source's MSC-vs-comparator pairs in the network rows, of the comparator's
+    network effect against the reference (0 for the reference itself). What is left
+    (``residual`` = pooled - (network - offset)) comes from the two models' other assumptions
+    (class shrinkage, trial baselines, contrast-only trials, rows each can use).
+
+    Columns: ``source``, ``network_mean/_lower/_upper`` (95% equal-tailed), ``network_p_best``,
+    ``pooled_mean/_lower/_upper``, ``pooled_p_best``, ``n_trials`` (network trials with the source),
+    ``n_vs_reference``, ``n_vs_active`` (MSC-vs-comparator pairs), ``comparators`` ("HA 4, placebo 3"),
+    ``comparator_offset``, ``residual``, ``why`` (a sentence from these numbers).
+    ``attrs["statement"]``: the rankings of both models and what separates them;
+    ``attrs["diagnostics"]``: both fits' diagnostics flags.
+    """
+    net_d, net_dim = network.level_draws("source")
+    pool_d, pool_dim = pooled.level_draws("source")
+    net_rank = network.rank("source").set_index(network.rank("source").columns[0])
+    pool_rank = pooled.rank("source").set_index(pooled.rank("source").columns[0])
+    ne = network.dt["posterior"]["node_effect"]
+    node_mean = {str(k): float(v) for k, v in zip(ne["node"].values, ne.mean(("chain", "draw")).values)}
+    ref = str(ne["node"].values[0])
+    rows = network.effects
+    gcol = network.spec.get("group", "cell_source")
+    in_class = rows[gcol].notna() & (rows[gcol].astype(str).str.strip() != "") if gcol in rows else \
+        pd.Series(False, index=rows.index)
+    lower = network.lower_is_better
+    out = []
+    pooled_labels = [str(x) for x in pool_d[pool_dim].values]
+    for s in [str(x) for x in net_d[net_dim].values]:
+        pairs = []  # (comparator) per MSC arm of source s vs each comparator arm of its trial
+        trials = []
+        for t, g in rows.groupby("nma_trial", sort=False):
+            cls = in_class.loc[g.index]
+            k_s = int((cls & (g[gcol].astype(str) == s)).sum())
+            if not k_s:
+                continue
+            trials.append(t)
+            comps = g.loc[~cls, "nma_node"].astype(str).tolist()
+            pairs += [c for _ in range(k_s) for c in comps]
+        comp = pd.Series(pairs, dtype=object).value_counts()
+        offset = float(np.mean([node_mean[c] for c in pairs])) if pairs else float("nan")
+        nm, nlo, nhi = _interval(net_d.sel({net_dim: s}).values.ravel())
+        has = s in pooled_labels
+        pm_, plo, phi = _interval(pool_d.sel({pool_dim: s}).values.ravel()) if has else (np.nan,) * 3
+        resid = pm_ - (nm - offset) if has and pairs else float("nan")
+        n_ref, n_act = int(comp.get(ref, 0)), int(comp.sum() - comp.get(ref, 0))
+        if not has:
+            why = f"{s} has no rows the pooled model can use"
+        elif not pairs:
+            why = f"{s}'s trials have no comparator arm in the network rows"
+        else:
+            act = [c for c in comp.index if c != ref]
+            act_text = (f"{n_act} against active comparators ({', '.join(f'{c} {comp[c]}' for c in act)}) whose network "
+                        f"effects against {ref} are " + ", ".join(f"{c} {node_mean[c]:+.1f}" for c in act)) if act else \
+                "none against an active comparator"
+            # pooled ~ network - offset: a positive offset (comparators worse than the reference when lower is
+            # better) makes 'MSC - control' look better than 'MSC - reference'
+            direction = ("makes {s} look better than" if (offset > 0) == lower else "makes {s} look worse than") \
+                if abs(offset) > 1e-12 else "equals {s}"
+            why = (f"{s}: {len(pairs)} MSC-comparator pair(s), {n_ref} against {ref} and {act_text}; so 'MSC - control' "
+                   f"{direction.format(s=s)} against {ref} by {abs(offset):.1f} on average (network {nm:.1f} - offset "
+                   f"{offset:.1f} = {nm - offset:.1f}, pooled {pm_:.1f}; the other {resid:+.1f} from the models' "
+                   "other assumptions)")
+        out.append({"source": s, "network_mean": nm, "network_lower": nlo, "network_upper": nhi,
+                    "network_p_best": float(net_rank.loc[s, "p_best"]),
+                    "pooled_mean": pm_, "pooled_lower": plo, "pooled_upper": phi,
+                    "pooled_p_best": float(pool_rank.loc[s, "p_best"]) if s in pool_rank.index else float("nan"),
+                    "n_trials": len(trials), "n_vs_reference": n_ref, "n_vs_active": n_act,
+                    "comparators": ", ".join(f"{k} {v}" for k, v in comp.items()) or "none",
+                    "comparator_offset": offset, "residual": resid, "why": why})
+    table = pd.DataFrame(out)
+    by_net = table.sort_values("network_p_best", ascending=False)["source"].tolist()
+    by_pool = table.dropna(subset=["pooled_p_best"]).sort_values("pooled_p_best", ascending=False)["source"].tolist()
+    same_first = bool(by_net and by_pool and by_net[0] == by_pool[0])
+    big = table.dropna(subset=["comparator_offset"])
+    big = big.iloc[(big["comparator_offset"].abs()).argsort()[::-1]] if len(big) else big
+    lead = (f"The network (effects against {ref}) ranks {' > '.join(by_net)} by P(best); the pooled model "
+            f"('MSC - control' over whatever control) ranks {' > '.join(by_pool)}: "
+            + ("the same first source" if same_first else "a different first source") + ".")
+    if len(big):
+        r = big.iloc[0]
+        lead += (f" The comparators matter most for {r['source']} (offset {r['comparator_offset']:+.1f}: "
+                 f"{r['n_vs_active']} of {r['n_vs_active'] + r['n_vs_reference']} comparisons against active "
+                 "comparators)")
+        small = big.iloc[-1]
+        if small["source"] != r["source"]:
+            lead += f" and least for {small['source']} (offset {small['comparator_offset']:+.1f})"
+        lead += "."
+    table.attrs["statement"] = lead
+    table.attrs["reference"] = ref
+    table.attrs["diagnostics"] = {"network": network._diagnostics_flag(), "pooled": pooled._diagnostics_flag()}
+    table.attrs["simulated"] = bool(network.simulated)
     return table
