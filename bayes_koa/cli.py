@@ -309,12 +309,12 @@ def _analyze_network(args, fallback: bool = False) -> int:
                 f"{'the kind default' if args.draws is None else args.draws} draws) ...")
             t_fit = time.time()
             res = fit(arms, args.model, priors=_priors(args.prior), measure=args.measure, study="study",
-                      treatment="treatment", seed=args.seed, draws=args.draws, tune=args.tune, chains=args.chains,
+                      treatment="treatment", outcome=args.outcome, time=args.time, seed=args.seed, draws=args.draws, tune=args.tune, chains=args.chains,
                       progress=not args.quiet)
             t_fit = time.time() - t_fit
         why_not = network_unusable(res) if fallback else None
     except ValueError as e:  # disconnected network, no usable rows, ...
-        if not fallback:
+        if not fallback or isinstance(e, PriorError):  # a user's prior is wrong for every model: say so
             raise
         why_not = str(e).splitlines()[0]
     if why_not:

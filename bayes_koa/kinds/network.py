@@ -112,15 +112,22 @@ COMPARATOR_ORDER = ("placebo", "HA", "PRP", "corticosteroid", "conservative", "a
 DEFAULT_PRIORS: dict[str, dict[str, str]] = {
     "MD": {"d": "Normal(mu=0, sigma=50)", "d_msc": "Normal(mu=0, sigma=50)", "tau": "HalfNormal(sigma=25)",
            "sigma_source": "HalfNormal(sigma=25)", "sigma_origin": "HalfNormal(sigma=10)",
-           "sigma_class": "HalfNormal(sigma=10)", "baseline": "Normal(mu=0, sigma=100)"},
+           "sigma_class": "HalfNormal(sigma=10)", "baseline": "Normal(mu=0, sigma=100)",
+           "beta_n_injections": "Normal(mu=0, sigma=25)"},
     "SMD": {"d": "Normal(mu=0, sigma=1)", "d_msc": "Normal(mu=0, sigma=1)", "tau": "HalfNormal(sigma=0.5)",
             "sigma_source": "HalfNormal(sigma=0.5)", "sigma_origin": "HalfNormal(sigma=0.25)",
-            "sigma_class": "HalfNormal(sigma=0.25)", "baseline": "Normal(mu=0, sigma=100)"},
+            "sigma_class": "HalfNormal(sigma=0.25)", "baseline": "Normal(mu=0, sigma=100)",
+            "beta_n_injections": "Normal(mu=0, sigma=0.5)"},
     "logOR": {"d": "Normal(mu=0, sigma=2)", "d_msc": "Normal(mu=0, sigma=2)", "tau": "HalfNormal(sigma=1)",
               "sigma_source": "HalfNormal(sigma=1)", "sigma_origin": "HalfNormal(sigma=0.5)",
-              "sigma_class": "HalfNormal(sigma=0.5)", "baseline": "Normal(mu=0, sigma=2)"},
+              "sigma_class": "HalfNormal(sigma=0.5)", "baseline": "Normal(mu=0, sigma=2)",
+              "beta_n_injections": "Normal(mu=0, sigma=1)"},
 }
 MEASURES = ("MD", "SMD", "logOR")
+# MSC-arm covariates of the network meta-regression: name -> (column, meaning). The covariate enters each
+# MSC arm's effect as beta * (x - 1) (comparator arms 0), so d and the class effects are at one injection
+# (as the univariate kinds' n_injections moderator).
+MSC_COVARIATES = {"n_injections": ("n_injections", "per extra injection (MSC arms), relative to one injection")}
 _LEVEL_CHAINS = ((), ("msc",), ("msc", "source"), ("msc", "source", "origin"))
 _LOG_2PI = float(np.log(2.0 * np.pi))
 
@@ -166,6 +173,7 @@ class NetworkDesign:
     baseline_rows: np.ndarray | None = None  # the obs rows of the baseline arms (baseline_prior = "trial_level")
     rows: pd.DataFrame | None = None
     unused_parameters: tuple[str, ...] = ()  # priors the model does not use (no container is made)
+    x_mod: np.ndarray | None = None          # (arm,): covariate of the arm minus its trial's baseline arm's
 
     @property
     def coords(self) -> dict[str, list[str]]:
@@ -224,6 +232,8 @@ class NetworkDesign:
             vals["is_binomial"] = (self.n_obs > 0).astype("float64")
         if self.R.shape[1] and self.arm_pair is None:
             vals["R"] = self.R
+        if self.x_mod is not None:
+            vals["x_mod"] = self.x_mod
         if self.C is not None:
             vals["C"] = self.C
         return vals
@@ -241,6 +251,8 @@ class NetworkDesign:
                 out.append(("group", self.C.shape[1]))
                 if "node" not in st.get("common", ()):
                     out.append(("z_node", len(self.msc)))
+            if self.x_mod is not None:
+                out.append(("beta_n_injections", 1))
         if self.R.shape[1]:
             out.append(("z", self.R.shape[1]))
         return out
@@ -266,6 +278,8 @@ class NetworkDesign:
                 cols.append(X[:, len(self.free):] @ self.C)
             elif name == "z_node":
                 cols.append(X[:, len(self.free):])
+            elif name == "beta_n_injections":
+                cols.append(self.x_mod[:, None])
             else:
                 cols.append(self.R)
         B = np.concatenate(cols, axis=1) if cols else np.zeros((n_arm, 0))
@@ -304,6 +318,8 @@ def _parameters(st: dict) -> list[str]:
                 params.append(sd)
         if "node" not in common:
             params.append("sigma_class")
+    if st.get("consistency", "consistency") == "consistency":
+        params += [f"beta_{m}" for m in st.get("moderators", ())]
     if st.get("effects", "random") == "random":
         params.append("tau")
     return params + ["baseline"]
@@ -502,6 +518,22 @@ def prepare(spec, table: pd.DataFrame, *, study: str | None = None, treatment: s
             i = rows[(rows["nma_treatment"] == t) & ~in_class].index[0]
             raise DataValidationError(f"trial {rows.loc[i, 'nma_trial']}, arm {rows.loc[i, 'nma_arm']}, column {gcol}, "
                                       f"row {i}: treatment {t!r} is in the class on some rows and not on others")
+    # -- MSC-arm covariates (network meta-regression)
+    for m in spec.get("moderators", ()):
+        col = MSC_COVARIATES[m][0]
+        if gcol not in rows:
+            raise SpecError(f"model {spec.name}: the covariate {m} is of MSC arms, and the arm table has no class "
+                            f"column {gcol!r}")
+        if col not in rows:
+            raise SpecError(f"model {spec.name} needs a {col!r} column for the covariate {m} (MSC arms)")
+        _check_text_numbers(rows, (col,), arm_col or treatment, study)
+        x = _num(rows, col)
+        in_cls = ~missing(rows[gcol])
+        bad = in_cls & x.notna() & (x < 1)
+        if bad.any():
+            _bad_number(rows, col, bad, "must be >= 1 (injections)", arm_col or "nma_treatment", study)
+        sel.drop(in_cls & x.isna(), f"{col} not reported (needed by the covariate {m} of MSC arms)")
+        rows = sel.rows
     # -- trials with fewer than two arms
     for _ in range(2):
         size = rows.groupby("nma_trial")["nma_trial"].transform("size")
@@ -710,6 +742,17 @@ def prepare(spec, table: pd.DataFrame, *, study: str | None = None, treatment: s
         arm_pair = np.array([len(pairs) if lab is None else pairs.index(lab) for lab in keyed], dtype=np.int64)
         design.pair, design.arm_pair = pairs, arm_pair
         design.free, design.msc, design.C, design.source, design.origin = [], [], None, [], []
+    mods = spec.get("moderators", ())
+    if mods and spec.get("consistency") != "ume":
+        col = MSC_COVARIATES[mods[0]][0]
+        is_msc_arm = (~missing(rows[gcol])).to_numpy(bool)  # the class column, with or without class levels
+        x = np.where(is_msc_arm, _num(rows, col).to_numpy(float) - 1.0, 0.0)
+        first = np.array([int(np.flatnonzero(a_trial == t)[0]) for t in range(len(trials))], dtype=np.int64)
+        design.x_mod = x - x[first[a_trial]]
+        if not np.any(np.abs(design.x_mod) > 0):
+            raise SpecError(f"model {spec.name}: the covariate {mods[0]} never differs between the arms of a trial "
+                            "and an MSC arm's injections are all 1 or the same everywhere: beta_"
+                            f"{mods[0]} is not informed by these rows")
     design.M = design.make_M(spec)
     if design.n_arm_data:
         design.baseline_rows = np.array([int(np.flatnonzero(design.obs_trial[:design.n_arm_data] == i)[0])
@@ -855,6 +898,9 @@ def build(spec, design: NetworkDesign):
                 z_node = pm.Normal("z_node", 0.0, 1.0, dims="msc_node")
                 pieces["z_node"] = sigma_class * z_node
                 d_parts.append(pm.Deterministic("msc_effect", lowest + sigma_class * z_node, dims="msc_node"))
+        if design.x_mod is not None:
+            beta = prior_variable(pr["beta_n_injections"], "beta_n_injections")
+            pieces["beta_n_injections"] = pt.atleast_1d(beta)
         if design.R.shape[1]:
             tau = prior_variable(pr["tau"], "tau")
             z = pm.Normal("z", 0.0, 1.0, dims="contrast")
@@ -883,6 +929,8 @@ def build(spec, design: NetworkDesign):
             delta = d_full[arm_index[0]] - d_full[trial_base_node[arm_index[2]]]
             if design.R.shape[1]:
                 delta = delta + tau * pt.dot(pm.Data("R", design.R, dims=("arm", "contrast")), z)
+            if design.x_mod is not None:
+                delta = delta + beta * pm.Data("x_mod", design.x_mod, dims="arm")
             pm.Deterministic("delta", delta[non_b], dims="contrast")
         y = pm.Data("y", design.y, dims="obs")
         if design.family == "normal":
@@ -945,6 +993,8 @@ def observation_parts(dt, spec) -> dict:
                 parts.append(flat("d_msc"))
             if "node" not in common:
                 parts.append(flat("sigma_class") * flat("z_node"))
+        if "beta_n_injections" in post.data_vars:
+            parts.append(flat("beta_n_injections"))
     if "z" in post.data_vars:
         parts.append(flat("tau") * flat("z"))
     v = np.concatenate(parts, axis=-1) if parts else np.zeros((*S, 0))
@@ -1222,6 +1272,8 @@ class NetworkKind(Kind):
                                  "(as TSD2 writes it)", choices=("trial_level", "baseline_arm")),
         "parameterization": Option("noncentered", str, "class levels non-centred, or centred ('mixed'; the "
                                    "trial effects stay non-centred)", choices=("noncentered", "mixed")),
+        "moderators": Option((), tuple, "MSC-arm covariates (network meta-regression): n_injections, "
+                             "beta_n_injections per extra injection relative to one", choices=tuple(MSC_COVARIATES)),
     }
     labels = {
         "d_msc": "all-MSC mean effect vs the reference",
@@ -1233,6 +1285,7 @@ class NetworkKind(Kind):
         "d": "effect vs the reference (basic parameter)",
         "d_pair": "unrelated mean effect (treatment vs trial baseline)",
         "tau": "between-trial SD",
+        "beta_n_injections": MSC_COVARIATES["n_injections"][1],
         "theta_new": "new MSC source, new trial, vs the reference (prediction)",
         "theta_new_source": "new trial of this source vs the reference (prediction)",
     }
@@ -1255,7 +1308,7 @@ class NetworkKind(Kind):
         return _parameters(structure)
 
     def prior_vocabulary(self) -> tuple[str, ...]:
-        return ("baseline", "d", "d_msc", "sigma_class", "sigma_origin", "sigma_source", "tau")
+        return ("baseline", "beta_n_injections", "d", "d_msc", "sigma_class", "sigma_origin", "sigma_source", "tau")
 
     def prepare(self, spec, table, **selection):
         return prepare(spec, table, **selection)
@@ -1298,6 +1351,7 @@ class NetworkKind(Kind):
                  "tau" if "tau" in params else "", "theta_new" if r.prediction else "",
                  "theta_new_source" if r.group_prediction else ""}
         shown.add("d_pair" if spec.get("consistency") == "ume" else "d")
+        shown |= {p for p in params if p.startswith("beta_")}
         if r.overall is None:
             shown.discard("d_msc")
         return {k: v for k, v in self.labels.items() if k in shown}

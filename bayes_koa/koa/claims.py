@@ -344,6 +344,12 @@ def claims_from_result(result, margin: float | None = None, time_months: float =
     table = claims(draws, ClaimSpec(margin=margin, unit=unit, time_months=time_months,
                                     lower_is_better=bool(getattr(result, "lower_is_better", True))))
     table.insert(0, "claim_id", CLAIM_IDS)
+    inj = table["claim_id"] == "four_vs_two_injections"
+    if not safety and table.loc[inj, "probability"].isna().all():
+        table.loc[inj, "interpretation"] = (
+            "not estimable: this model has no per-injection slope (beta_n_injections); fit one with the covariate "
+            "n_injections (structure moderators = ['n_injections']: model source_regression, or network_regression "
+            "for the network)")
     if safety:
         table["interpretation"] = "not estimable: an efficacy claim; this is an adverse-event model"
         table = pd.concat([table, _safety_row(result, or_threshold, roles.ratio[0]).assign(claim_id="safety")],
