@@ -3,6 +3,7 @@
 import re
 import time
 
+import pandas as pd
 import pytest
 
 from .run import run_notebook, shown
@@ -43,4 +44,22 @@ def test_notebook_04_shows_the_network_analysis(tmp_path):
     assert "0.34" in ext and "P(best), comparator_evidence" in ext
     pooled = shown(nb, "pooled")
     assert "network P(best)" in pooled and "pooled P(best)" in pooled
+    # the main job (bayes-koa analyze, run by the notebook into tmp_path/main_report): the network is used, and
+    # what the cell shows is what the report folder holds
+    main = shown(nb, "main-job")
+    assert "SIMULATED: True | exit code 0 | main job model: network" in main
+    assert "The network model cannot be used" not in main and "Why they differ: The network" in main
+    beside = pd.read_csv(tmp_path / "main_report" / "network_vs_pooled.csv", comment="#")
+    for r in beside.itertuples():
+        row = re.search(rf"^\s*{r.source}\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s", main, re.M)
+        assert row, r.source
+        shown_vals = [float(x) for x in row.groups()]
+        assert shown_vals == pytest.approx([round(r.network_mean, 3), round(r.network_p_best, 3),
+                                            round(r.pooled_mean, 3), round(r.pooled_p_best, 3)], abs=1e-9)
+        # the decomposition the sentence states: pooled = network - comparator offset + residual
+        assert r.pooled_mean == pytest.approx(r.network_mean - r.comparator_offset + r.residual, abs=1e-9)
+        assert f"{r.source}: " in main and f"offset {r.comparator_offset:.1f}" in main
+    for name in ("report.html", "summary.csv", "ranking.csv", "league.csv", "inconsistency.csv", "network.png",
+                 "result.nc", "report.txt", "loo.csv", "ppc.csv"):
+        assert name in main, name
     print(f"notebook 04 executed in {seconds:.0f} s")
