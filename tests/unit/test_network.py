@@ -341,9 +341,9 @@ def test_fit_result_summary_ranks_counts_and_league(koa_fit, tmp_path):
     assert wide.loc["HA", "HA"] == "HA" and wide.shape == (10, 10)
     ind = nw.indirect_only(res)
     assert ((lt.loc[list(zip(ind["treatment"], ind["comparator"])), "evidence"]) == "indirect only").all()
-    # LOO over the arm rows; predictions for a new MSC source
+    # LOO by trial (a trial's arms left out together); predictions for a new MSC source
     loo = res.loo()
-    assert len(loo) == len(res.dt["observed_data"]["y_obs"]) and np.isfinite(loo.attrs["elpd_loo"])
+    assert list(loo["trial"]) == list(dict.fromkeys(res.effects["nma_trial"])) and np.isfinite(loo.attrs["elpd_loo"])
     assert "theta_new" in res.dt["posterior"] and "theta_new_source" in res.dt["posterior"]
     # save and load round trip keeps the element prior and the structure
     path = res.save(tmp_path / "net.nc")
@@ -383,17 +383,18 @@ def test_result_delegates_the_network_helpers(koa_fit):
 
 
 def test_ppc_and_leave_one_trial_out_on_a_network_fit(koa_fit):
-    """PPC per arm row; influence leaves one *trial* out (all its arms): PSIS on the per-trial sums of the
-    arm log-likelihoods, whose values are checked here against the sums by hand."""
+    """PPC by trial (tests/unit/test_network_main.py checks its values); influence leaves one *trial* out (all
+    its arms): PSIS on the trial's log-likelihood, by default with its baseline integrated out (the trial's
+    contrasts); the conditional form is the per-trial sum of the arm log-likelihoods, checked here by hand."""
     import warnings
 
     from bayes_koa.analysis.checks import ParetoKWarning, _elpd
 
     res = koa_fit
     ppc = res.ppc()
-    assert len(ppc) == len(res.dt["observed_data"]["y_obs"])
-    assert ((ppc["pp_lower"] <= ppc["pp_mean"]) & (ppc["pp_mean"] <= ppc["pp_upper"])).all()
-    elpd, how = _elpd(res, None, by_trial=True)
+    assert len(ppc) == res.effects["nma_trial"].nunique()
+    assert ((ppc["rep_lower"] <= ppc["rep_mean"]) & (ppc["rep_mean"] <= ppc["rep_upper"])).all()
+    elpd, how = _elpd(res, False, by_trial=True)
     ll = res.dt["log_likelihood"]["y_obs"].values
     idx = res.dt["constant_data"]["trial_idx"].values
     trials = list(res.dt["posterior"]["trial"].values)
@@ -419,9 +420,9 @@ def test_cli_analyze_network_prints_the_network_report(tmp_path, capsys):
     for part in ("source_effect[BM]", "Ranking of cell sources (SIMULATED)", "Ranking of all nodes", "SUCRA [95% CrI]",
                  "League table (SIMULATED)", "Informed only indirectly", "Inconsistency check (SIMULATED)",
                  "re-based on the network (SIMULATED)", "Beside it, the pooled model source_hierarchical",
-                 "comparators (trials)"):
+                 "comparators (MSC-comparator pairs)", "Why they differ:"):
         assert part in text, part
-    for f in ("summary.csv", "league.csv", "claims.csv", "network_vs_pooled.csv", "ranking_source.csv", "network.png",
+    for f in ("summary.csv", "league.csv", "claims.csv", "network_vs_pooled.csv", "ranking.csv", "network.png",
               "result.nc", "report.txt"):
         assert (tmp_path / "net" / f).exists(), f
 
