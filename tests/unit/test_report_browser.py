@@ -48,10 +48,36 @@ def _console_messages(stderr: str) -> list[str]:
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("rep") / "main"
-    code = main(["analyze", "--draws", "150", "--tune", "150", "--chains", "2", "--refits", "none", "--quiet",
-                 "--out", str(out)])
+    code = main(["analyze", "--model", "source_hierarchical", "--draws", "150", "--tune", "150", "--chains", "2",
+                 "--refits", "none", "--quiet", "--out", str(out)])
     assert code in (0, 3)  # 3: the small fit's diagnostics may fail; the report is still written
     return out
+
+
+@pytest.fixture(scope="module")
+def network_report(tmp_path_factory):
+    """The network job's page (--model network: no fallback at these short chains)."""
+    out = tmp_path_factory.mktemp("rep") / "network"
+    code = main(["analyze", "--model", "network", "--draws", "150", "--tune", "150", "--chains", "2", "--quiet",
+                 "--out", str(out)])
+    assert code in (0, 3)
+    return out
+
+
+def test_network_report_page_in_chromium(network_report, tmp_path):
+    """The network page is self-contained, loads without console errors, shows the banner, the network graph
+    and the pooled model beside it, and its diagnostics line is the fit's."""
+    page = network_report / "report.html"
+    text = page.read_text()
+    assert "<script" not in text and "src='http" not in text and 'src="http' not in text
+    proc = _chromium(["--dump-dom", page.as_uri()], tmp_path, "netdom")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert _console_messages(proc.stderr) == []
+    dom = proc.stdout
+    assert "SIMULATED DATA" in dom and 'id="network-plot"' in dom and 'id="why-they-differ"' in dom
+    res = load(network_report / "result.nc")
+    d = res.diagnostics()
+    assert f"{d.attrs['divergences']} divergences, max R-hat {d['r_hat'].max():.3f}" in dom
 
 
 def test_console_error_detection_works(tmp_path):
