@@ -616,7 +616,8 @@ def compare(results: Mapping[str, object], integrated: bool | None = None,
     """Compare models fitted to the same data by PSIS-LOO (``arviz.compare``), best first.
 
     ``results``: ``{name: MetaAnalysis}``, at least two. Columns are ArviZ's (``rank``, ``elpd_diff``,
-    ``dse``, ``p_worse``, ``diag_diff``, ``diag_elpd``, ``p``, ``elpd``, ``se``, ``weight``;
+    ``dse``, ``p_worse``, ``diag_diff``, ``diag_elpd``, ``p``, ``elpd``, ``se``, ``weight``; by trial
+    for kinds whose likelihood is over arms (``loo_by_trial``, as :func:`loo`);
     stacking weights by default, Yao et al. 2018) plus ``model``, ``loo_method`` and ``n_high_k``.
     Raises ValueError when the results were fitted to different data (data hash, outcome, time,
     measure, trial labels or observed values differ). Warns when any trial has a high Pareto k.
@@ -627,8 +628,9 @@ def compare(results: Mapping[str, object], integrated: bool | None = None,
         raise ValueError("compare needs a dict {name: MetaAnalysis} with at least two results")
     _same_data(results)
     elpds, extra = {}, {}
+    by_trial = all(_loo_by_trial(r) for r in results.values())  # network kinds: a trial left out whole, as loo()
     for name, res in results.items():
-        elpd, how = _elpd(res, integrated)
+        elpd, how = _elpd(res, integrated, by_trial=by_trial)
         elpds[name] = elpd
         n_high = int((elpd.pareto_k > elpd.good_k).sum())
         extra[name] = {"model": res.spec.name, "loo_method": how, "n_high_k": n_high}

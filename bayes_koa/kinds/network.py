@@ -221,9 +221,9 @@ class NetworkDesign:
     def data(self) -> dict[str, np.ndarray]:
         """Values of the model's ``pm.Data`` containers (exactly those the model uses)."""
         vals = {"y": self.y, "trial_idx": self.obs_trial, "M": self.M}
-        if self.arm_pair is None:  # consistency: the Deterministic delta reads them
-            vals["arm_index"] = self.arm_index
-            vals["trial_base_node"] = self.trial_base_treat
+        if self.arm_pair is None:  # consistency: the Deterministic delta reads them (the UME model has the
+            vals["arm_index"] = self.arm_index  # trial_base_node container only for its trial dim: unused,
+            vals["trial_base_node"] = self.trial_base_treat  # so not a shared variable of the compiled model)
         if self.family != "binomial":
             vals["sd_obs"] = self.sd
         if self.family != "normal":
@@ -860,6 +860,9 @@ def build(spec, design: NetworkDesign):
     nc = st.get("parameterization", "noncentered") == "noncentered"  # the class levels
     with pm.Model(coords=design.coords) as model:
         trial_idx = pm.Data("trial_idx", design.obs_trial, dims="obs")
+        # each trial's baseline node (= arm_index[1] by arm); its dim keeps the trial labels in constant_data,
+        # which leave-one-trial-out reads (no posterior variable is over trials), in the UME model too
+        trial_base_node = pm.Data("trial_base_node", design.trial_base_treat, dims="trial")
         pieces = {}
         d_parts = []
         if ume:
@@ -922,9 +925,6 @@ def build(spec, design: NetworkDesign):
             pm.Deterministic("d", d_nonref[:, None], dims=("treatment", "reference"))
             d_full = pt.concatenate([pt.zeros(1), d_nonref])
             arm_index = pm.Data("arm_index", design.arm_index, dims=("arm_field", "arm"))
-            # each trial's baseline node (= arm_index[1] by arm); its dim keeps the trial labels in
-            # constant_data, which leave-one-trial-out reads (no posterior variable is over trials)
-            trial_base_node = pm.Data("trial_base_node", design.trial_base_treat, dims="trial")
             non_b = np.array([design.arm.index(a) for a in design.contrast], dtype=np.int64)
             delta = d_full[arm_index[0]] - d_full[trial_base_node[arm_index[2]]]
             if design.R.shape[1]:

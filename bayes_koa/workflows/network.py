@@ -4,8 +4,8 @@
 TSD4 (Dias et al. 2011/2013): every contrast of a treatment with its trial's baseline treatment gets
 its own effect ``d_pair``, with the same priors for ``d`` (on every pair), ``tau`` and the
 baselines, the same rows, seed and sampler settings. The two are compared by PSIS-LOO
-(:func:`bayes_koa.analysis.checks.compare`, leave-one-observation-out on the arm rows; the same data
-in both). A UME fit that predicts clearly better (its elpd higher by more than twice the SE of the
+(:func:`bayes_koa.analysis.checks.compare`, leave one trial out, its arms together, as
+:func:`bayes_koa.analysis.checks.loo`; the same data in both). A UME fit that predicts clearly better (its elpd higher by more than twice the SE of the
 difference) points to inconsistency: compare each pair's UME estimate with the consistency model's
 (``pairs``). The consistency model's between-trial SD against the UME one's (``tau``): a UME tau
 much smaller also signals inconsistency (TSD4 sec. 2.3).
@@ -123,10 +123,11 @@ def inconsistency(result, ci: float = 0.95) -> InconsistencyCheck:
                f"UME {tau.loc['UME', 'median']:.3g} (posterior medians)."))
     n_high = {m: int(table.loc[m, "n_high_k"]) for m in table.index}
     if any(n_high.values()):
-        n_obs = int(result.dt["observed_data"]["y_obs"].size)
-        text += (f" Caution: PSIS-LOO is over the {n_obs} arm rows, and {n_high['consistency']} (consistency) / "
-                 f"{n_high['UME']} (UME) of them have Pareto k above the threshold (an arm-based model: each arm "
-                 "informs its own trial's baseline), so the elpd difference is approximate.")
+        n_units = int(result.dt["posterior"]["trial"].size)
+        text += (f" Caution: PSIS-LOO is over the {n_units} trials (each left out whole), and {n_high['consistency']} "
+                 f"(consistency) / {n_high['UME']} (UME) of them have Pareto k above the threshold (a trial that alone "
+                 "informs a node or a pair changes the posterior too much to be importance-sampled), so the elpd "
+                 "difference is approximate.")
     if result.spec.get("levels", ()):
         text += (" The consistency fit has the MSC class model, the UME fit has not: refit with levels = [] to "
                  "separate inconsistency from the class assumption.")
