@@ -317,6 +317,10 @@ def _analyze_network(args, fallback: bool = False) -> int:
         if not fallback or isinstance(e, PriorError):  # a user's prior is wrong for every model: say so
             raise
         why_not = str(e).splitlines()[0]
+        usable = arms[(arms["excluded_reason"] == "") & (arms["arm_role"] == "msc")] if "arms" in locals() else None
+        if usable is not None and usable.empty:
+            why_not = (f"no MSC arm has usable {args.outcome} values at month {args.time:g} (bayes_koa.koa.network."
+                       "network_arms lists each arm's reason)")
     if why_not:
         out(f"The network model cannot be used ({why_not}); falling back to the pooled model {POOLED_MODEL}.")
         args.model = POOLED_MODEL
