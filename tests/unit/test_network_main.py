@@ -150,8 +150,9 @@ def test_conditional_loo_by_trial_sums_the_arm_terms(plain):
 
 def test_a_trial_with_an_outlying_arm_is_flagged(plain, with_outlier):
     """One arm shifted by 15 of its SEs: that trial has the lowest elpd_i, the highest Pareto k, and its
-    posterior predictive discrepancy and LOO p-value are below 0.025 (flagged); in the clean fit no
-    trial's LOO p-value is below 0.025 (13 trials: 0.025 x 13 = 0.3 expected false flags)."""
+    posterior predictive discrepancy and LOO p-value are below 0.025 (flagged); in the clean fit at most two
+    trials' LOO p-values are below 0.025 (13 trials at a calibrated 0.025: 0.3 false flags expected,
+    P(3 or more) = 0.004)."""
     _ok(with_outlier)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ParetoKWarning)
@@ -161,7 +162,7 @@ def test_a_trial_with_an_outlying_arm_is_flagged(plain, with_outlier):
     assert loo["elpd_i"].idxmin() == "T5" and loo["pareto_k"].idxmax() == "T5"
     assert ppc.loc["T5", "flag"] and ppc.loc["T5", "loo_flag"]
     assert list(ppc.index) == [t for t, _ in PLAIN] and (ppc["n_obs"] == [len(a) for _, a in PLAIN]).all()
-    assert not clean["loo_flag"].any()
+    assert clean["loo_flag"].sum() <= 2 and not clean.set_index("trial").loc["T5", "loo_flag"]
 
 
 def test_ppc_p_value_is_the_share_of_replicates_with_a_larger_discrepancy(plain):
@@ -288,11 +289,10 @@ def test_claims_on_a_network_of_known_truth():
     """A network where the truth makes four of the paper's claims true with wide margins (UC -30 < AD -15 <
     BM -3 against placebo; autologous AD -17 vs allogeneic -13; BM origins equal; -1.5 per injection, so 4
     injections beat 2 by 3) and BM is tested against HA only (+4 against placebo). The claims read the
-    network's effects against placebo: each true claim has P >= 0.97 (its margin is >= 4 posterior SDs, so
-    the exact probability exceeds 0.99; 0.97 leaves 4 MC SEs of a probability near 0.99 at ESS 400, 4 x
-    0.005). Recovery: every cell effect and the slope within 4 posterior SDs of the truth (one data set:
-    the estimate is off the truth by the data's noise, whose scale is the posterior SD; the MC SE, under a
-    tenth of it, is negligible), and BM against placebo is not BM against HA (-7): the truth -3 is recovered."""
+    network's effects against placebo: each true claim has P >= 0.9 (reason at the assertion). Recovery:
+    every cell effect and the slope within 4 posterior SDs of the truth (one data set: the estimate is off
+    the truth by the data's noise, whose scale is the posterior SD; the MC SE, under a tenth of it, is
+    negligible); BM, tested against HA only, is recovered against placebo through the HA-placebo trials."""
     arms = _arm_rows(_claim_trials(), CLAIM_TRUTH, se=1.0, seed=5)
     res = _fit(arms, "network_regression", structure={"effects": "fixed"}, target_accept=0.95, draws=1000, tune=1000)
     # the claims read the cells, the sources and the slope: their R-hat; d_msc and the class SDs (3 sources:
@@ -308,7 +308,11 @@ def test_claims_on_a_network_of_known_truth():
     b = post["beta_n_injections"]
     assert abs(float(b.mean()) - CLAIM_TRUTH["beta"]) < 4 * float(b.std())
     c = res.claims().set_index("claim_id")
+    # every claim true in the truth is very likely: the truth's margins are >= 2 posterior SDs of the compared
+    # quantities (the AD origin gap of 4 mm against a difference SD of about 1.8, the cells shrunk by the barely
+    # informed sigma_origin; the source gaps of 12 mm against source SDs of about 3), so each exact probability
+    # is >= 0.97; 0.9 leaves room for the MC error (MC SE <= 0.006 at these draws) and seed-to-seed spread
     for cid in ("uc_first", "uc_ad_bm", "ad_autologous_better", "bm_origins_similar", "four_vs_two_injections"):
-        assert c.loc[cid, "probability"] >= 0.97, (cid, c.loc[cid, "probability"])
+        assert c.loc[cid, "probability"] >= 0.9, (cid, c.loc[cid, "probability"])
     assert c.loc["better_at_month_3", "interpretation"].startswith("not estimable")
     assert c.loc["uc_ad_bm", "quantity"] == "P(group[UC] < group[AD] < group[BM])"
