@@ -414,7 +414,7 @@ def _analyze_network(args, fallback: bool = False) -> int:
             out("Why they differ: " + beside.attrs["statement"])
             for w in beside["why"]:
                 out(f"  - {w}")
-    out(f"\nElapsed {time.time() - t0:.1f} s")
+    out(f"\nComputed in {time.time() - t0:.1f} s (before the report files; the whole run: the last line)")
     if args.out:
         from .api.network_report import figures, render_network_report
         from .api.report import write_report
