@@ -350,7 +350,13 @@ def save_datatree(dt, path, extra_attrs: dict | None = None, *, reuse: str | Pat
     fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".part")
     os.close(fd)
     tmp = Path(tmp_name)
-    digest = _content_digest(out) if reuse is not None else None
+    try:  # an attribute type the digest cannot hash: no reuse, the plain write below
+        digest = _content_digest(out) if reuse is not None else None
+    except TypeError:
+        digest = None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     if digest is not None and _reused_file(Path(reuse), digest, tmp):
         try:
             os.replace(tmp, path)

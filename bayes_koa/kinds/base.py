@@ -33,7 +33,8 @@ import pandas as pd
 
 from ..spec.files import SpecError
 
-__all__ = ["Kind", "Option", "Roles", "register", "get_kind", "registered_kinds", "GROUP_COLUMN", "group_dim"]
+__all__ = ["Kind", "Option", "Roles", "register", "get_kind", "registered_kinds", "GROUP_COLUMN", "group_dim",
+           "LOG_LIKELIHOOD_ATTR"]
 
 # The grouping column of the KOA application and the dim it becomes. Any other column name is its
 # own dim name (``fit(..., group="district")`` gives dim ``district``).
@@ -43,6 +44,11 @@ GROUP_COLUMN = "cell_source"
 def group_dim(column: str) -> str:
     """The dim name of a grouping column: ``cell_source`` -> ``source``, anything else as it is."""
     return "source" if column == GROUP_COLUMN else str(column)
+
+
+# DataTree attribute a kind sets when its log_likelihood group is the density of y with the trial effects
+# integrated out (value "integrated"); absent means the conditional density given the sampled effects
+LOG_LIKELIHOOD_ATTR = "bayes_koa_log_likelihood"
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import xarray as xr
 
 from ..spec.files import SpecError
 from ..spec.model_spec import ModelSpec
-from .base import GROUP_COLUMN, Kind, Option, Roles, group_dim, register
+from .base import GROUP_COLUMN, LOG_LIKELIHOOD_ATTR, Kind, Option, Roles, group_dim, register
 from .common import prior_variable, ORIGIN_ORDER, SOURCE_ORDER, Selection, missing, normal_level, ordered, pick_rows
 
 __all__ = ["Design", "UnivariateKind", "DEFAULT_PRIORS", "MODERATORS", "moderator_columns"]
@@ -323,6 +323,9 @@ class UnivariateKind(Kind):
         """
         if self.name != "fixed" and spec.get("parameterization") == "marginal":
             _draw_trial_effects(self.name, dt, spec, seed)
+            # generic marker (kinds/base.py LOG_LIKELIHOOD_ATTR): the log_likelihood group is the
+            # integrated density, so LOO-PIT pairs it with the mixed replicate (plots/arviz.py)
+            dt.attrs[LOG_LIKELIHOOD_ATTR] = "integrated"
 
     def sampler_defaults(self, spec) -> dict:
         """Measured in benchmarks/sampler_settings.md (SIMULATED data, 4 chains, 5 seeds, ESS/s and divergences).

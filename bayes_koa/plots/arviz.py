@@ -11,6 +11,7 @@ import xarray as xr
 
 from ..analysis.checks import posterior_predictive
 from ..kinds import get_kind
+from ..kinds.base import LOG_LIKELIHOOD_ATTR
 
 __all__ = ["with_posterior_predictive", "plot_trace", "plot_prior_vs_posterior", "plot_ppc_dist", "plot_loo_pit",
            "plot_psense"]
@@ -37,12 +38,12 @@ def _vars(result, var_names=None) -> list[str]:
     return [v for v in kind.sweep_vars(result.spec) if v in post.data_vars]
 
 
-def with_posterior_predictive(result, seed: int | None = None) -> xr.DataTree:
+def with_posterior_predictive(result, seed: int | None = None, predictive: str = "conditional") -> xr.DataTree:
     """A copy of the result's DataTree with ``posterior_predictive`` (y_rep under the likelihood's name)."""
     dt = result.dt.copy()
     if "posterior_predictive" not in dt.children:
         name = get_kind(result.spec.kind).likelihood
-        y_rep = posterior_predictive(result, seed=seed).rename(name)
+        y_rep = posterior_predictive(result, seed=seed, predictive=predictive).rename(name)
         dt["posterior_predictive"] = xr.DataTree(xr.Dataset({name: y_rep}))
     return dt
 
@@ -67,9 +68,18 @@ def plot_ppc_dist(result, seed: int | None = None, **kwargs):
 
 def plot_loo_pit(result, seed: int | None = None, **kwargs):
     """LOO-PIT ECDF (``az.plot_loo_pit``): uniform when the model predicts each left-out trial well."""
+    return az.plot_loo_pit(loo_pit_tree(result, seed), **kwargs)
+
+
+def loo_pit_tree(result, seed: int | None = None) -> xr.DataTree:
+    """The DataTree :func:`plot_loo_pit` hands to ArviZ: log-likelihood and a matching replicate."""
     if hasattr(result, "require"):
         result.require("log_likelihood")
-    return az.plot_loo_pit(with_posterior_predictive(result, seed), **kwargs)
+    # the PSIS weights come from the log_likelihood group: when it is the integrated density (theta_i
+    # integrated out while sampling), the replicate must not condition on y_i through theta_i either, so
+    # it is the mixed one (y_rep from loc_i and sqrt(tau_i^2 + se_i^2)); otherwise the conditional one
+    integrated = result.dt.attrs.get(LOG_LIKELIHOOD_ATTR) == "integrated"
+    return with_posterior_predictive(result, seed, predictive="mixed" if integrated else "conditional")
 
 
 def plot_psense(result, var_names=None, **kwargs):

@@ -382,7 +382,11 @@ def _as_result(result, spec: ModelSpec, design, dt: xr.DataTree, settings: dict)
     for group in ("constant_data", "observed_data"):
         if group in result.dt.children:
             dt[group] = result.dt[group].copy()
-    dt.attrs.update(result.dt.attrs)
+    # the fitted result's provenance, except what the refit recorded of itself (its fit-cache record,
+    # adaptive-refit record, log-likelihood form) and its own creation time
+    for k, v in result.dt.attrs.items():
+        dt.attrs.setdefault(k, v)
+    dt.attrs["bayes_koa_created"] = pd.Timestamp.now(tz="UTC").isoformat()
     dt.attrs["bayes_koa_priors"] = json.dumps({p: {"prior": str(pr), "from": pr.origin} for p, pr in spec.priors})
     dt.attrs["bayes_koa_sampler_settings"] = json.dumps({k: settings[k] for k in ("draws", "tune", "chains",
                                                                                    "target_accept")})

@@ -25,8 +25,14 @@ def fitted(request):
     return bk.fit(eff, model, seed=4, draws=500, tune=500, groups=(), warn=False)
 
 
-def test_vectorised_replicates_match_pymcs_loop(fitted):
+def test_vectorised_replicates_match_pymcs_loop(fitted, monkeypatch):
+    calls = []
+    real = checks._vectorised_predictive
+    monkeypatch.setattr(checks, "_vectorised_predictive", lambda *a, **k: calls.append(r := real(*a, **k)) or r)
     fast = checks._pymc_predictive(fitted, seed=2)
+    # the vectorised path was taken (a None would have fallen back to the loop and compared it with itself)
+    assert len(calls) == 1 and calls[0] is not None
+    monkeypatch.setattr(checks, "_vectorised_predictive", real)
     slow = checks._pymc_predictive(fitted, seed=2, vectorised=False)
     assert fast.dims == slow.dims and fast.shape == slow.shape
     for d in fast.dims[2:]:
