@@ -329,8 +329,9 @@ def _analyze_network(args, fallback: bool = False) -> int:
         if not issubclass(w.category, SamplingWarning):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     st = res.provenance["sampler_settings"]
-    out(f"Sampled {st['chains']} chains x ({st['tune']} tune + {st['draws']} draws) at target_accept "
-        f"{st['target_accept']:g} in {t_fit:.1f} s")
+    reused = bool(res.provenance.get("fit_cache", {}).get("reused"))
+    out(f"{'Draws of' if reused else 'Sampled'} {st['chains']} chains x ({st['tune']} tune + {st['draws']} draws) "
+        f"at target_accept {st['target_accept']:g}, {'read from the fit cache' if reused else 'fitted'} in {t_fit:.1f} s")
     out(_fit_cache_line(res))
     out("")
     out(res.spec.describe())
@@ -501,8 +502,9 @@ def _analyze_pooled(args, started=None) -> int:
                   draws=args.draws, tune=args.tune, chains=args.chains, progress=not args.quiet)
     st = res.provenance["sampler_settings"]
     out(_fit_cache_line(res))
-    out(f"Sampled {st['chains']} chains x ({st['tune']} tune + {st['draws']} draws) at target_accept "
-        f"{st['target_accept']:g} (" + ", ".join(f"{k} from {v}" for k, v in st.get("from", {}).items()) + ")")
+    reused = bool(res.provenance.get("fit_cache", {}).get("reused"))
+    out(f"{'Draws of' if reused else 'Sampled'} {st['chains']} chains x ({st['tune']} tune + {st['draws']} draws) "
+        f"at target_accept {st['target_accept']:g} (" + ", ".join(f"{k} from {v}" for k, v in st.get("from", {}).items()) + ")")
     out("")
     out(res.spec.describe())
     out("")
