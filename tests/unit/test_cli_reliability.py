@@ -96,7 +96,8 @@ def test_ctrl_c_during_a_real_run_exits_130_and_writes_nothing(tmp_path):
     time.sleep(8)  # into compiling or sampling: both must end the same way
     assert p.poll() is None, "the run ended before it was interrupted"
     p.send_signal(signal.SIGINT)
-    rest, err = p.communicate(timeout=120)
+    rest, err = p.communicate(timeout=600)  # a signal that lands in numba's LLVM compile (a cold compile cache,
+    # a loaded machine: minutes) is handled only when control returns to Python; the exit must still come
     assert p.returncode == cli.EXIT_INTERRUPTED, err
     assert "Traceback" not in err and "interrupted" in err.lower()
     assert not out.exists() and not [q for q in tmp_path.iterdir() if q.name.startswith(".rep.")]
