@@ -440,3 +440,19 @@ def test_claims_are_re_based_on_the_network(koa_fit):
     assert c.loc["ad_autologous_better", "probability"] == pytest.approx(float((auto < allo).mean()), abs=1e-12)
     for cid in ("four_vs_two_injections", "better_at_month_3"):
         assert np.isnan(c.loc[cid, "probability"]) and c.loc[cid, "interpretation"].startswith("not estimable")
+
+
+def test_binomial_network_prior_predictive_has_events_within_n():
+    """The prior predictive of the arm-based binomial form (the fit's default "prior" group): it must be
+    computed (FAST_COMPILE's random variables refused the float n container; add_groups then uses the
+    default mode) and its replicated events are integers in [0, n] of each arm."""
+    arms = pd.DataFrame({"study": ["s1", "s1", "s2", "s2", "s3", "s3"],
+                         "treatment": ["A", "B", "A", "C", "B", "C"],
+                         "events": [3, 6, 4, 9, 5, 8], "n": [20, 20, 25, 25, 30, 30]})
+    res = bk.fit(arms, "network", study="study", treatment="treatment", reference="A", measure="logOR",
+                 structure={"levels": []}, seed=3, draws=200, tune=200, chains=2, warn=False)
+    pp = res.dt["prior_predictive"]
+    (name,) = list(pp.data_vars)
+    y = pp[name].values
+    n = np.broadcast_to(np.array([20, 20, 25, 25, 30, 30]), y.shape[-1:])
+    assert y.shape[-1] == 6 and np.all(y >= 0) and np.all(y <= n) and np.all(y == np.round(y))
