@@ -89,7 +89,11 @@ def test_ctrl_c_during_a_real_run_exits_130_and_writes_nothing(tmp_path):
     out = tmp_path / "rep"
     p = subprocess.Popen(EXE + ["analyze", "--model", "random_effects", "--out", str(out), "--draws", "1000000",
                                 "--chains", "2", "--seed", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+                         text=True,
+                         # a suite started as a background job (`make test &`) runs with SIGINT ignored, which
+                         # the child would inherit (Python then installs no KeyboardInterrupt handler): the
+                         # child gets the default disposition, as a command typed at a terminal has
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for line in p.stdout:  # wait until the run is past reading and checking its input
         if line.startswith("Sampling"):
             break
