@@ -66,17 +66,22 @@ def _count(what: str) -> None:
     STATS[what] = STATS.get(what, 0) + 1
 
 
-def cache_dir() -> Path | None:
-    """Folder of the disk cache, or None when ``BAYES_KOA_CACHE`` is ``off``/``0``/``none``."""
+def cache_root() -> Path | None:
+    """Root of bayes_koa's disk caches (``$BAYES_KOA_CACHE``, else ``$XDG_CACHE_HOME/bayes_koa``, else
+    ``~/.cache/bayes_koa``), or None when ``BAYES_KOA_CACHE`` is ``off``/``0``/``none``/``false``/``no``."""
     env = os.environ.get("BAYES_KOA_CACHE")
     if env is not None and env.strip().lower() in ("off", "0", "none", "false", "no"):
         return None
     if env:
-        base = Path(env).expanduser()
-    else:
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        base = (Path(xdg) if xdg else Path.home() / ".cache") / "bayes_koa"
-    return base / "compiled"
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "bayes_koa"
+
+
+def cache_dir() -> Path | None:
+    """Folder of the compiled-model cache (``compiled/`` under :func:`cache_root`), or None when off."""
+    root = cache_root()
+    return None if root is None else root / "compiled"
 
 
 def clear(memory: bool = True, disk: bool = False) -> None:

@@ -69,17 +69,12 @@ def _count(what: str) -> None:
 
 def cache_dir() -> Path | None:
     """Folder of the fit cache, or None when it is switched off by the environment."""
+    from .compile_cache import cache_root
+
     if os.environ.get("BAYES_KOA_FIT_CACHE", "").strip().lower() in _OFF:
         return None
-    env = os.environ.get("BAYES_KOA_CACHE")
-    if env is not None and env.strip().lower() in _OFF:
-        return None
-    if env:
-        base = Path(env).expanduser()
-    else:
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        base = (Path(xdg) if xdg else Path.home() / ".cache") / "bayes_koa"
-    return base / "fits"
+    root = cache_root()
+    return None if root is None else root / "fits"
 
 
 def results_dir() -> Path | None:
