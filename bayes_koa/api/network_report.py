@@ -11,9 +11,8 @@ pooled report's (:mod:`bayes_koa.api.report`).
 
 from __future__ import annotations
 
-import pandas as pd
 
-from .report import CSS, SIM_BANNER, _esc, _png, _table
+from .report import CSS, SIM_BANNER, _esc, _png, _table, page_end, provenance_table
 
 __all__ = ["render_network_report", "diagnostics_line"]
 
@@ -103,14 +102,8 @@ def render_network_report(parts: dict) -> str:
     ex = res.excluded
     b.append(f"<h2>Rows left out ({len(ex)}), with the reason</h2>")
     b.append(_table(ex[[c for c in ("study", "arm_id", "treatment", "excluded_reason") if c in ex]], tid="excluded"))
-    pv = {k: v for k, v in prov.items() if k != "priors"}
-    b.append("<h2>Provenance</h2>" + _table(pd.DataFrame({"item": list(pv), "value": [str(v) for v in pv.values()]}),
-                                            tid="provenance"))
-    if parts.get("log_text"):
-        b.append("<details><summary>command output</summary><pre>" + _esc(parts["log_text"]) + "</pre></details>")
-    if sim:
-        b.append(f"<div class='banner'>{_esc(SIM_BANNER)}</div>")
-    b.append("</body></html>")
+    b.append("<h2>Provenance</h2>" + provenance_table(prov))
+    b.append(page_end(parts, sim))
     return "\n".join(b)
 
 

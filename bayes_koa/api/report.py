@@ -352,13 +352,25 @@ def render_report(parts: dict) -> str:
         "trial_id", "comparison", "yi", "sei", "n_msc", "n_control", "cell_source", "origin", "year", "evidence",
         "estimated") if c in eff]], tid="effects") + "</details>")
     b.append("<h2>Provenance</h2>")
-    pv = {k: v for k, v in prov.items() if k not in ("priors",)}
-    b.append(_table(pd.DataFrame({"item": list(pv), "value": [str(v) for v in pv.values()]}), tid="provenance"))
+    b.append(provenance_table(prov))
     if miss:
         b.append("<h2>Not shown</h2><ul>" + "".join(f"<li>{_esc(k)}: {_esc(v)}</li>" for k, v in miss.items()) + "</ul>")
     secs = parts.get("seconds", {})
     b.append(f"<p class='note'>Report computed in {secs.get('total', 0):.1f} s "
              + ", ".join(f"{k} {v:.1f} s" for k, v in secs.items() if k != "total") + ".</p>")
+    b.append(page_end(parts, sim))
+    return "\n".join(b)
+
+
+def provenance_table(prov: dict) -> str:
+    """The provenance items of a result (its priors have their own table) as an HTML table."""
+    pv = {k: v for k, v in prov.items() if k != "priors"}
+    return _table(pd.DataFrame({"item": list(pv), "value": [str(v) for v in pv.values()]}), tid="provenance")
+
+
+def page_end(parts: dict, sim: bool) -> str:
+    """The end of a report page: the command output (folded), the SIMULATED banner, the closing tags."""
+    b = []
     if parts.get("log_text"):
         b.append("<details><summary>command output</summary><pre>" + _esc(parts["log_text"]) + "</pre></details>")
     if sim:
