@@ -42,7 +42,6 @@ import logging
 import os
 import pickle
 import platform
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -240,19 +239,11 @@ def _from_disk_or_compile(key: tuple, model):
 def _save(path: Path, expected: str, entry: dict) -> None:
     from numba.core.serialize import dumps
 
+    from .store import write_bytes_atomic
+
     payload = dumps({"key": expected, **entry})
     blob = _MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".bkc")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(blob)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, [blob])
 
 
 def _read(path: Path, expected: str) -> dict:

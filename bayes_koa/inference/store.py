@@ -714,12 +714,19 @@ def save_arrays(dt, path, extra_attrs: dict | None = None) -> Path:
     h = hashlib.sha256(body)
     for c in chunks:
         h.update(c)
+    return write_bytes_atomic(path, [_ARRAYS_MAGIC + h.hexdigest().encode() + b"\n" + body, *chunks])
+
+
+def write_bytes_atomic(path, chunks) -> Path:
+    """Write the byte strings ``chunks`` to ``path`` atomically: a temporary file in the same folder,
+    flushed and fsynced, then ``os.replace`` and an fsync of the folder. A crash leaves the old file (or
+    none) and no temporary file."""
+    path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(_ARRAYS_MAGIC + h.hexdigest().encode() + b"\n" + body)
             for c in chunks:
                 fh.write(c)
             fh.flush()
