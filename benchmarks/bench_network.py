@@ -6,7 +6,9 @@ network kind (models/network.toml: arm-based, random effects, MSC class source -
 table of bayes_koa.koa.network.network_arms. Each model is fitted twice in one process with the
 package's default sampler settings (4 chains x 2000 draws + 2000 tune, target_accept 0.99): the first
 fit compiles (and stores the prior, log-likelihood and log-prior groups, as every fit does), the
-second reuses the compiled model (another seed). Prints the times and the ratios network /
+second reuses the compiled model (another seed). The fit cache is off (every fit samples) and the
+compiled-model cache is a new empty folder (the first fit compiles; PyTensor's and Numba's own caches
+stay as they are). Prints the times and the ratios network /
 source_hierarchical (target: <= 2).
 
 Run: .venv/bin/python benchmarks/bench_network.py [--draws N] [--tune N] [--chains C]
@@ -15,8 +17,14 @@ Run: .venv/bin/python benchmarks/bench_network.py [--draws N] [--tune N] [--chai
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 import time
 import warnings
+
+# set before bayes_koa reads them: every fit samples (no stored draws), and the first fit compiles
+os.environ["BAYES_KOA_FIT_CACHE"] = "off"
+os.environ["BAYES_KOA_CACHE"] = tempfile.mkdtemp(prefix="bk-bench-network-")
 
 from bayes_koa.api.fitting import fit
 from bayes_koa.cli import SIM_LINE

@@ -1,7 +1,8 @@
 """Sampler settings by evidence: ESS per second and divergences over seeds, in one run.
 
 For the source_hierarchical and random_effects models on the shipped SIMULATED data (VAS at
-month 6 as a mean difference, as ``bayes-koa analyze`` fits it), every combination of
+month 6 as a mean difference, as ``bayes-koa analyze`` fits it; ``--models network``: the main job's
+network on the arm table of ``bayes_koa.koa.network.network_arms``), every combination of
 target_accept and draws (tune = draws) is sampled with several seeds on one compiled model.
 Reported per setting: sampling seconds (nutpie only; the model is compiled once beforehand),
 the smallest bulk and tail ESS over the reported parameters (those ``diagnose`` checks), bulk ESS
@@ -65,10 +66,17 @@ def main() -> None:
     eff = bk.effect_sizes(data, measure="MD", outcomes=["VAS"])
     rows = []
     params = [p for p in args.parameterizations.split(",") if p] or [None]
+    arms = None
     for name, param in ((m, p) for m in models for p in params):
         spec = load_spec(name, measure="MD", **({"parameterization": param} if param else {}))
         name = f"{name} ({spec.get('parameterization')})" if param else name
-        design, _ = prepare(spec, eff, outcome="VAS", time=6.0)
+        if spec.kind == "network":  # the arm table of the main job's network (VAS month 6, MD)
+            from bayes_koa.koa.network import network_arms
+
+            arms = network_arms(data, "VAS", 6, measure="MD") if arms is None else arms
+            design, _ = prepare(spec, arms, study="study", treatment="treatment", reference="placebo")
+        else:
+            design, _ = prepare(spec, eff, outcome="VAS", time=6.0)
         sample_spec(spec, design, seed=0, draws=100, tune=100, chains=2, extra_groups=False)  # compile
         for ta in targets:
             for draws in draws_list:
@@ -115,7 +123,7 @@ def main() -> None:
             f"seeds 1-{args.seeds}; nutpie; load average {load0:.1f} at start and {os.getloadavg()[0]:.1f} at end "
             f"on {os.cpu_count()} cores (other jobs share them: seconds are noisy, ratios within one run less so); "
             f"Python {platform.python_version()}.",
-            "Reported parameters are those `diagnose` checks (mu, tau, sigma_source, source_mean, theta).",
+            "Reported parameters are those `diagnose` checks (every sampled parameter but the standardised offsets z*, e.g. mu, tau, sigma_source, source_mean, theta; network: d, tau, class means and SDs, trial baselines and effects).",
             ""]
     md = "\n".join(head) + markdown(fmt) + "\n"
     print(md)

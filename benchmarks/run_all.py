@@ -1,5 +1,5 @@
 """``make benchmark``: every benchmark, each figure as a ratio against its baseline measured in the same run
-(except R brms, whose side is a dated cached baseline by default: part 5).
+(except R brms, whose side is a dated cached baseline by default: part 6).
 
 Parts (each in fresh subprocesses where the process is what is measured):
 
@@ -11,7 +11,9 @@ Parts (each in fresh subprocesses where the process is what is measured):
 4. scale: random_effects at 100 / 1,000 / 10,000 and source_hierarchical at 100 simulated trials
    (benchmarks/bench_scale.py), table of wall time, peak memory and ESS/s (source_hierarchical's 10,000-trial
    fit takes minutes, 1,000 about 40 s: ``benchmarks/bench_scale.py --models source_hierarchical --sizes 1000,10000``);
-5. R brms on the main model (benchmarks/brms_main_model.R), only where R with brms is installed
+5. network vs source_hierarchical fit on the bundled design (benchmarks/bench_network.py: first fit compiles
+   into an empty compiled-model cache, second reuses it; target ratio <= 2);
+6. R brms on the main model (benchmarks/brms_main_model.R), only where R with brms is installed
    (skipped with a message otherwise), against one bayes_koa process doing the same fit. brms spends most
    of its 1.5-3.5 minutes compiling the Stan model, more than the whole 5-minute budget allows, so by default
    the brms side is read from ``benchmarks/brms_baseline.json`` (written by ``--brms live``, which runs both
@@ -106,6 +108,13 @@ def part_scale(plan: dict[str, str]) -> list[str]:
     return table + out
 
 
+def part_network() -> list[str]:
+    t, p = _run([sys.executable, str(ROOT / "benchmarks" / "bench_network.py")])
+    if p.returncode != 0:
+        return [f"network: FAILED ({p.stderr.strip().splitlines()[-1:]})"]
+    return [ln for ln in p.stdout.splitlines() if ln.strip() and not ln.startswith("SIMULATED")]
+
+
 BRMS_BASELINE = ROOT / "benchmarks" / "brms_baseline.json"
 
 
@@ -177,7 +186,7 @@ def part_brms(tmp: Path, mode: str = "cached") -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--skip", default="", help="comma-separated parts to skip: main,sensitivity,claims,scale,brms")
+    ap.add_argument("--skip", default="", help="comma-separated parts to skip: main,sensitivity,claims,scale,network,brms")
     ap.add_argument("--brms", choices=("cached", "live"), default="cached",
                     help="cached: the brms side from benchmarks/brms_baseline.json (bayes_koa side live); live: both now")
     args = ap.parse_args()
@@ -190,6 +199,7 @@ def main() -> None:
                  ("claims", lambda: part_claims(tmp)),
                  ("scale", lambda: part_scale({"random_effects": "100,1000" if args.quick else "100,1000,10000",
                                                "source_hierarchical": "100"})),
+                 ("network", part_network),
                  ("brms", lambda: part_brms(tmp, args.brms))]
         for name, fn in parts:
             if name in skip:
