@@ -77,8 +77,9 @@ def inconsistency(result, ci: float = 0.95) -> InconsistencyCheck:
     spec = ume_spec(result.spec)
     design, excluded = prepare(spec, result.effects, **result.selection)
     st = sampler_settings(result)
+    # the comparison needs only the UME fit's log-likelihood; the prior groups come when asked (ume.require)
     dt = sample_spec(spec, design, adapt=True, seed=st["seed"], draws=st["draws"], tune=st["tune"], chains=st["chains"],
-                     sampler=st["sampler"], target_accept=st["target_accept"])
+                     sampler=st["sampler"], target_accept=st["target_accept"], extra_groups=("log_likelihood",))
     get_kind(spec.kind).add_predictions(dt, spec, st["seed"])
     dt.attrs.update(result.dt.attrs)
     dt.attrs["bayes_koa_structure"] = json.dumps(spec.structure_json())
