@@ -17,7 +17,9 @@ Run: .venv/bin/python benchmarks/bench_network.py [--draws N] [--tune N] [--chai
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import tempfile
 import time
 import warnings
@@ -25,6 +27,7 @@ import warnings
 # set before bayes_koa reads them: every fit samples (no stored draws), and the first fit compiles
 os.environ["BAYES_KOA_FIT_CACHE"] = "off"
 os.environ["BAYES_KOA_CACHE"] = tempfile.mkdtemp(prefix="bk-bench-network-")
+atexit.register(shutil.rmtree, os.environ["BAYES_KOA_CACHE"], ignore_errors=True)
 
 from bayes_koa.api.fitting import fit
 from bayes_koa.cli import SIM_LINE

@@ -109,7 +109,7 @@ def part_scale(plan: dict[str, str]) -> list[str]:
 
 
 def part_network() -> list[str]:
-    t, p = _run([sys.executable, str(ROOT / "benchmarks" / "bench_network.py")])
+    _, p = _run([sys.executable, str(ROOT / "benchmarks" / "bench_network.py")])
     if p.returncode != 0:
         return [f"network: FAILED ({p.stderr.strip().splitlines()[-1:]})"]
     return [ln for ln in p.stdout.splitlines() if ln.strip() and not ln.startswith("SIMULATED")]
