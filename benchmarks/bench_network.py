@@ -5,7 +5,8 @@ differences (mm). (a) source_hierarchical on the effect table (bayes_koa.effect_
 network kind (models/network.toml: arm-based, random effects, MSC class source -> origin) on the arm
 table of bayes_koa.koa.network.network_arms. Each model is fitted twice in one process with the
 package's default sampler settings (4 chains x 2000 draws + 2000 tune, target_accept 0.99): the first
-fit compiles (and stores the prior, log-likelihood and log-prior groups, as every fit does), the
+fit compiles (and stores the prior draws, as every ``fit`` does; log-likelihood and log-prior come when
+asked), the
 second reuses the compiled model (another seed). The fit cache is off (every fit samples) and the
 compiled-model cache is a new empty folder (the first fit compiles; PyTensor's and Numba's own caches
 stay as they are). Prints the times and the ratios network /

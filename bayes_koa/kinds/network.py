@@ -1327,7 +1327,7 @@ class NetworkKind(Kind):
 
     def sampler_defaults(self, spec) -> dict:
         """The package defaults (4 x (2000 + 2000) at 0.99), kept by measurement: the main job's network on
-        SIMULATED data, 5 seeds (benchmarks/sampler_settings.md, section "network"). Every target below 0.99
+        SIMULATED data, 5 seeds (benchmarks/sampler_settings.md, section "Network"). Every target below 0.99
         diverged in some seed (0.9 to 0.98), and 0.99 with 1000 or 1500 draws left the worst seed at R-hat
         1.011-1.013; only 0.99 x (2000 + 2000) had no divergence, R-hat <= 1.006 and bulk ESS >= 400.
         """
